@@ -1,0 +1,12 @@
+"""Typed configuration: ``load_config(path, overrides)`` returns a :class:`Config`."""
+
+from .loader import ConfigError, dump_config, flatten_config, format_help, save_config
+from .loader import load_config as _load
+from .tree import Config
+
+
+def load_config(path=None, overrides=()) -> Config:
+    return _load(Config, path, overrides)
+
+
+__all__ = ["Config", "ConfigError", "load_config", "save_config", "dump_config", "flatten_config", "format_help"]

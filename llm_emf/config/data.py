@@ -1,0 +1,25 @@
+"""Config section: where data comes from and where the canonical dataset goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .loader import help_field
+
+
+@dataclass
+class DataConfig:
+    format: str = help_field("llmcdsr", "(str) importer for data.source: llmcdsr, c2dsr, interactions, or canonical "
+                             "(an already prepared dataset folder)",
+                             choices=("llmcdsr", "c2dsr", "interactions", "canonical"))
+    source: str = help_field("sample", "(str) input folder or file; 'sample' means the bundled Food-Kitchen sample")
+    items: str = help_field("", "(str) item table for the interactions format (CSV or Parquet: item,domain,title[,image_uri])")
+    output: str = help_field("runs/dataset", "(str) folder the canonical dataset is written to")
+    name: str = help_field("", "(str) dataset name recorded in dataset.json; defaults to the source folder name")
+    domain_x: str = help_field("Food", "(str) name of domain X (the LLMCDSR 'A' / C2DSR 'A' domain)")
+    domain_y: str = help_field("Kitchen", "(str) name of domain Y (the LLMCDSR 'B' / C2DSR 'B' domain)")
+    skip_bad_rows: bool = help_field(False, "(bool) quarantine malformed rows to quarantine.parquet instead of "
+                                     "stopping at the first one")
+    synthetic_images: bool = help_field(False, "(bool) draw a deterministic synthetic product image per item and set "
+                                        "image_uri to it (exercises the image path where no real images exist)")
+    image_size: int = help_field(64, "(int) side in pixels of the synthetic images", min=8, max=1024)

@@ -1,0 +1,38 @@
+"""Config sections: training on Ray Train, and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .loader import help_field
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = help_field(20, "(int) maximum epochs", min=1, max=10000)
+    batch_size: int = help_field(256, "(int) sequences per step per worker", min=1, max=1 << 20)
+    lr: float = help_field(1e-3, "(float) Adam learning rate", min=0.0, max=10.0)
+    weight_decay: float = help_field(0.0, "(float) AdamW weight decay", min=0.0, max=10.0)
+    warmup_steps: int = help_field(0, "(int) linear learning-rate warm-up steps", min=0)
+    patience: int = help_field(5, "(int) stop after this many epochs without a better validation MRR", min=1)
+    num_workers: int = help_field(0, "(int) Ray Train workers; 0 trains in-process (local mode)", min=0, max=4096)
+    cpus_per_worker: float = help_field(1.0, "(float) CPUs reserved per worker (fractions allowed)", min=0.0)
+    use_gpu: bool = help_field(False, "(bool) one GPU per worker (NCCL); otherwise gloo on CPU")
+    bf16: bool = help_field(False, "(bool) bf16 autocast for forward and loss")
+    max_failures: int = help_field(2, "(int) worker-group restarts from the latest checkpoint", min=0)
+    run_name: str = help_field("", "(str) run name; reusing it resumes that run from its latest checkpoint")
+    storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")
+    eval_batch_size: int = help_field(512, "(int) sequences per batch in validation/test", min=1)
+
+
+@dataclass
+class EvalConfig:
+    protocol: str = help_field("both", "(str) sampled (target + n_negatives), full (all target-domain items) or both",
+                               choices=("sampled", "full", "both"))
+    n_negatives: int = help_field(999, "(int) negatives per case in the sampled protocol", min=1)
+    negatives_file: str = help_field("", "(str) sampled negatives file; written on first use so every model is "
+                                     "scored on the same candidates (default: next to the dataset)")
+    exclude_seen: bool = help_field(False, "(bool) remove items already in the history from the candidates "
+                                    "(off: the C2DSR protocol keeps them)")
+    ks: list[int] = help_field(None, "(list[int]) cut-offs for NDCG@k and HR@k", default_factory=lambda: [1, 5, 10])
+    output: str = help_field("", "(str) result JSON path (default: in the run folder)")

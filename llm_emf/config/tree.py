@@ -1,0 +1,33 @@
+"""The whole config tree: one dataclass per section, loaded from YAML, overridable as ``model.n_heads=4``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .data import DataConfig
+from .features import FeaturesConfig
+from .loader import ConfigError, help_field, section
+from .model import ModelConfig
+from .train import EvalConfig, TrainConfig
+from .tune import TrackingConfig, TuneConfig
+
+
+@dataclass
+class Config:
+    seed: int = help_field(42, "(int) one seed for splits, negatives, init and sampling; recorded with every run",
+                           min=0)
+    data: DataConfig = section(DataConfig, "input data and the canonical dataset")
+    features: FeaturesConfig = section(FeaturesConfig, "LLM enrichment and embedding")
+    model: ModelConfig = section(ModelConfig, "the network")
+    train: TrainConfig = section(TrainConfig, "training")
+    eval: EvalConfig = section(EvalConfig, "evaluation protocol")
+    tune: TuneConfig = section(TuneConfig, "hyperparameter search")
+    tracking: TrackingConfig = section(TrackingConfig, "experiment tracking")
+
+    def validate(self) -> None:
+        """Checks that involve more than one field."""
+        m = self.model
+        if m.hidden_size % m.n_heads:
+            raise ConfigError(f"model.hidden_size ({m.hidden_size}) must be divisible by model.n_heads ({m.n_heads})")
+        if not (m.use_id or m.use_text or m.use_image):
+            raise ConfigError("model: at least one of use_id, use_text, use_image must be true")

@@ -1,0 +1,169 @@
+"""The canonical dataset: explicit pyarrow schemas and one folder layout every stage reads.
+
+A prepared dataset is a folder::
+
+    items.parquet       ITEM_SCHEMA: one row per item of both domains
+    sequences.parquet   SEQUENCE_SCHEMA: one row per (user, split) sequence
+    dataset.json        name, domain names, source, counts, fingerprint
+    quarantine.parquet  QUARANTINE_SCHEMA: rows the importer skipped (only with --skip-bad-rows)
+    config.yaml         the resolved config that produced it
+
+Items are addressed by ``item_index``: dense, 0-based, domain X items first (``0 .. n_x-1``), then domain Y
+(``n_x .. n_x+n_y-1``). ``item_id`` keeps the source's own identifier (an ASIN or the source's number).
+
+Splits (method.md): ``train`` sequences are used whole for training. In ``valid`` and ``test`` the last
+item is the target and everything before it is the input; the target's domain decides whether the case
+counts for X or for Y.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+SPLITS = ("train", "valid", "test")
+DOMAIN_X, DOMAIN_Y = 0, 1
+
+ITEM_SCHEMA = pa.schema([
+    pa.field("item_index", pa.int32(), nullable=False),   # dense id used by the model
+    pa.field("item_id", pa.string(), nullable=False),     # the source's identifier (ASIN, number)
+    pa.field("domain", pa.int8(), nullable=False),        # 0 = X, 1 = Y
+    pa.field("title", pa.string()),                       # may be null: counted by stats, enrichment prompts on domain
+    pa.field("image_uri", pa.string()),                   # local path or URL, null when unknown
+    pa.field("attributes", pa.string()),                  # optional JSON object (brand, category, ...)
+])
+
+SEQUENCE_SCHEMA = pa.schema([
+    pa.field("user_id", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),       # train / valid / test
+    pa.field("items", pa.list_(pa.int32()), nullable=False),       # item_index, chronological
+    pa.field("timestamps", pa.list_(pa.int64())),         # unix seconds aligned with items, null when unknown
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    pa.field("file", pa.string(), nullable=False),
+    pa.field("line", pa.int64(), nullable=False),         # 1-based line (or row) in that file
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("content", pa.string()),                     # the offending line, truncated
+])
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the line, what was expected and what was found."""
+
+    def __init__(self, file: str | Path, line: int | None, expected: str, found: str):
+        self.file, self.line, self.expected, self.found = str(file), line, expected, found
+        where = f"{file}, line {line}" if line is not None else str(file)
+        super().__init__(f"{where}: expected {expected}, found {found}")
+
+
+@dataclass
+class DatasetMeta:
+    name: str
+    domains: tuple[str, str]
+    n_items: tuple[int, int]
+    source: str = ""
+    source_format: str = ""
+    fingerprint: str = ""
+    quarantined_rows: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["domains"], d["n_items"] = list(self.domains), list(self.n_items)
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DatasetMeta":
+        d = json.loads(text)
+        d["domains"], d["n_items"] = tuple(d["domains"]), tuple(d["n_items"])
+        return cls(**d)
+
+
+@dataclass
+class Dataset:
+    """A prepared dataset held in memory as Arrow tables."""
+
+    items: pa.Table
+    sequences: pa.Table
+    meta: DatasetMeta
+    quarantine: pa.Table | None = None
+
+    # -- convenience views -------------------------------------------------------------------
+    @property
+    def n_x(self) -> int:
+        return self.meta.n_items[0]
+
+    @property
+    def n_y(self) -> int:
+        return self.meta.n_items[1]
+
+    @property
+    def n_items(self) -> int:
+        return self.n_x + self.n_y
+
+    def item_domains(self) -> np.ndarray:
+        """``(n_items,)`` int8 domain of each item_index."""
+        return self.items.column("domain").to_numpy()
+
+    def split(self, name: str) -> pa.Table:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split '{name}', expected one of {SPLITS}")
+        return self.sequences.filter(pc.equal(self.sequences.column("split"), name))
+
+    # -- disk ----------------------------------------------------------------------------------
+    def write(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.items.cast(ITEM_SCHEMA), folder / "items.parquet")
+        pq.write_table(self.sequences.cast(SEQUENCE_SCHEMA), folder / "sequences.parquet")
+        quarantine = self.quarantine if self.quarantine is not None else QUARANTINE_SCHEMA.empty_table()
+        if quarantine.num_rows:
+            pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), folder / "quarantine.parquet")
+        elif (folder / "quarantine.parquet").exists():
+            (folder / "quarantine.parquet").unlink()
+        self.meta.quarantined_rows = quarantine.num_rows
+        self.meta.fingerprint = fingerprint(self.items, self.sequences)
+        (folder / "dataset.json").write_text(self.meta.to_json(), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "Dataset":
+        folder = Path(folder)
+        for name in ("items.parquet", "sequences.parquet", "dataset.json"):
+            if not (folder / name).is_file():
+                raise DataError(folder / name, None, "a prepared dataset file (run `llm-emf prepare` first)",
+                                "no such file")
+        items = pq.read_table(folder / "items.parquet")
+        sequences = pq.read_table(folder / "sequences.parquet")
+        for path, table, schema in ((folder / "items.parquet", items, ITEM_SCHEMA),
+                                    (folder / "sequences.parquet", sequences, SEQUENCE_SCHEMA)):
+            missing = [f.name for f in schema if f.name not in table.column_names]
+            if missing:
+                raise DataError(path, None, f"columns {schema.names}", f"missing {missing}")
+        meta = DatasetMeta.from_json((folder / "dataset.json").read_text(encoding="utf-8"))
+        qpath = folder / "quarantine.parquet"
+        quarantine = pq.read_table(qpath) if qpath.exists() else None
+        return cls(items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA),
+                   sequences.select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA), meta, quarantine)
+
+
+def fingerprint(items: pa.Table, sequences: pa.Table) -> str:
+    """A content hash of the dataset (item ids, domains, sequences): tags runs, keys caches."""
+    h = hashlib.sha256()
+    h.update(np.asarray(items.column("item_index").to_numpy(), dtype=np.int64).tobytes())
+    h.update("\0".join(items.column("item_id").to_pylist()).encode())
+    h.update(np.asarray(items.column("domain").to_numpy(), dtype=np.int64).tobytes())
+    h.update("\0".join(sequences.column("user_id").to_pylist()).encode())
+    h.update("\0".join(sequences.column("split").to_pylist()).encode())
+    seqs = sequences.column("items")
+    h.update(np.asarray(pc.list_value_length(seqs).to_numpy(zero_copy_only=False), dtype=np.int64).tobytes())
+    h.update(np.asarray(pc.list_flatten(seqs).to_numpy(zero_copy_only=False), dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
