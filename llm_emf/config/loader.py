@@ -200,7 +200,7 @@ def get_value(cfg: Any, key: str) -> Any:
 
 def set_value(cfg: Any, key: str, value: Any, where: str = "override") -> None:
     f, ann = lookup_field(type(cfg), key, where)
-    value = check_field_value(f, ann, value, f"{where} '{key}'")
+    value = check_field_value(f, ann, value, f"{where}: {key}")
     *parents, leaf = key.split(".")
     obj = cfg
     for part in parents:

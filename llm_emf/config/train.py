@@ -30,9 +30,14 @@ class EvalConfig:
     protocol: str = help_field("both", "(str) sampled (target + n_negatives), full (all target-domain items) or both",
                                choices=("sampled", "full", "both"))
     n_negatives: int = help_field(999, "(int) negatives per case in the sampled protocol", min=1)
-    negatives_file: str = help_field("", "(str) sampled negatives file; written on first use so every model is "
-                                     "scored on the same candidates (default: next to the dataset)")
+    negatives_file: str = help_field("", "(str) sampled negatives file, may use {split}, {seed}, {n}; written on "
+                                     "first use so every model is scored on the same candidates (default: "
+                                     "<data.output>/negatives_{split}_seed{seed}_n{n}.parquet)")
     exclude_seen: bool = help_field(False, "(bool) remove items already in the history from the candidates "
                                     "(off: the C2DSR protocol keeps them)")
     ks: list[int] = help_field(None, "(list[int]) cut-offs for NDCG@k and HR@k", default_factory=lambda: [1, 5, 10])
+    ties: str = help_field("pessimistic", "(str) rank rule when a candidate has exactly the target's score: "
+                           "pessimistic (ties rank above the target: count against the model) or optimistic "
+                           "(only strictly higher scores count, as C2DSR's code)",
+                           choices=("pessimistic", "optimistic"))
     output: str = help_field("", "(str) result JSON path (default: in the run folder)")
