@@ -63,8 +63,8 @@ def check_for_cluster(uri: str, n_nodes: int) -> None:
     if n_nodes <= 1 or is_remote(uri) or is_shared_path(uri):
         return
     raise StorageError(
-        f"storage path '{uri}' is a local path on a {n_nodes}-node Ray cluster: other nodes cannot see it. "
-        f"Expected an s3:// or gs:// URI or a path on a shared filesystem (NFS, EFS, Lustre, ...); found "
+        f"storage path '{uri}' is a local path on a {n_nodes}-node Ray cluster: other nodes cannot see it: "
+        f"expected an s3:// or gs:// URI or a path on a shared filesystem (NFS, EFS, Lustre, ...); found "
         f"filesystem type '{_mount_type(Path(uri).resolve().parent)}'. Set LLM_EMF_SHARED_FS=1 if this path "
         f"is shared in a way not detected here.")
 
