@@ -8,6 +8,7 @@ from .data import DataConfig
 from .features import FeaturesConfig
 from .loader import ConfigError, help_field, section
 from .model import ModelConfig
+from .pipeline import ALL_STAGES, PipelineConfig
 from .train import EvalConfig, TrainConfig
 from .tune import TrackingConfig, TuneConfig
 
@@ -23,6 +24,7 @@ class Config:
     eval: EvalConfig = section(EvalConfig, "evaluation protocol")
     tune: TuneConfig = section(TuneConfig, "hyperparameter search")
     tracking: TrackingConfig = section(TrackingConfig, "experiment tracking")
+    pipeline: PipelineConfig = section(PipelineConfig, "the end-to-end workflow")
 
     def validate(self) -> None:
         """Checks that involve more than one field."""
@@ -31,3 +33,6 @@ class Config:
             raise ConfigError(f"model.hidden_size ({m.hidden_size}) must be divisible by model.n_heads ({m.n_heads})")
         if not (m.use_id or m.use_text or m.use_image):
             raise ConfigError("model: at least one of use_id, use_text, use_image must be true")
+        unknown = [s for s in self.pipeline.stages if s not in ALL_STAGES]
+        if unknown:
+            raise ConfigError(f"pipeline.stages: expected names from {list(ALL_STAGES)}, found {unknown}")
