@@ -22,4 +22,6 @@ class DataConfig:
                                      "stopping at the first one")
     synthetic_images: bool = help_field(False, "(bool) draw a deterministic synthetic product image per item and set "
                                         "image_uri to it (exercises the image path where no real images exist)")
+    min_interactions: int = help_field(3, "(int) interactions format: users with fewer interactions are left out "
+                                       "(counted in dataset.json); 3 gives non-empty train/valid/test", min=3)
     image_size: int = help_field(64, "(int) side in pixels of the synthetic images", min=8, max=1024)

@@ -1,0 +1,1 @@
+"""The canonical dataset layer: schema, importers (``llm_emf.data.importers``), validation and statistics."""

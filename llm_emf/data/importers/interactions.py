@@ -1,0 +1,137 @@
+"""A plain interaction log plus an item table (CSV with a header row, or Parquet).
+
+    data.source  columns user,item,domain,timestamp   (timestamp: integer unix seconds)
+    data.items   columns item,domain,title[,image_uri]
+
+Domains are given by name (data.domain_x / data.domain_y). Each user's interactions are sorted by time
+(stable: ties keep file order) and split leave-one-out: test = the whole sequence (target last), valid =
+all but the last (target second to last), train = all but the last two. Users with fewer than
+data.min_interactions interactions are left out and counted in dataset.json (extra.short_users).
+Line numbers are 1-based file lines for CSV (the header is line 1) and 1-based rows for Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ...config import ConfigError
+from ...config.data import DataConfig
+from ..schema import DataError, Dataset, DatasetMeta
+from ..tables import ItemRows, SequenceRows, items_table
+from ..textio import BadRows, parse_int, read_lines
+
+LOG_COLUMNS = ("user", "item", "domain", "timestamp")
+ITEM_COLUMNS = ("item", "domain", "title")
+MAX_LISTED_USERS = 20
+
+
+def read_rows(path: Path, required: tuple[str, ...], bad: BadRows) -> Iterator[tuple[int, dict, str]]:
+    """Yield ``(line, {column: str | None}, raw text)`` from a CSV or Parquet file with the required columns."""
+    if not path.is_file():
+        raise DataError(path, None, "an existing CSV or Parquet file", "no such file")
+    if path.suffix == ".parquet":
+        yield from _parquet_rows(path, required)
+        return
+    header: list[str] | None = None
+    for number, text in read_lines(path, bad):
+        fields = next(csv.reader([text]))
+        if header is None:
+            header = [f.strip() for f in fields]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(path, number, f"a header row with columns {', '.join(required)}",
+                                f"{text!r} (missing {', '.join(missing)})")
+            continue
+        if len(fields) != len(header):
+            bad.report(path, number, f"{len(header)} comma-separated fields", f"{len(fields)}", text)
+            continue
+        yield number, {h: (f.strip() or None) for h, f in zip(header, fields)}, text
+
+
+def _parquet_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict, str]]:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(path, None, "a readable Parquet file", f"{type(e).__name__}: {e}") from None
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataError(path, None, f"columns {', '.join(required)}", f"{table.column_names} (missing {missing})")
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type):  # a real timestamp column -> unix seconds
+            column = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
+        columns[name] = [None if v is None else str(v) for v in column.to_pylist()]
+    for row in range(table.num_rows):
+        values = {name: columns[name][row] for name in columns}
+        yield row + 1, values, ",".join(str(values[c]) for c in table.column_names)
+
+
+def read_item_table(path: Path, domain_names: tuple[str, str], bad: BadRows) -> tuple[ItemRows, ItemRows, dict]:
+    """-> (X items, Y items, item -> (domain, local index)) keeping the table's order within a domain."""
+    rows = (ItemRows(), ItemRows())
+    where: dict[str, tuple[int, int]] = {}
+    for number, row, text in read_rows(path, ITEM_COLUMNS, bad):
+        item, domain_name = row["item"], row["domain"]
+        if not item:
+            bad.report(path, number, "a non-empty item", "an empty field", text)
+        elif domain_name not in domain_names:
+            bad.report(path, number, f"domain {domain_names[0]!r} or {domain_names[1]!r}", repr(domain_name), text)
+        elif item in where:
+            bad.report(path, number, "each item once", f"item {item} again", text)
+        else:
+            domain = domain_names.index(domain_name)
+            where[item] = (domain, rows[domain].add(item, row.get("title"), row.get("image_uri")))
+    if not where:
+        raise DataError(path, None, "at least one item", "none")
+    return rows[0], rows[1], where
+
+
+def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
+    if not cfg.items:
+        raise ConfigError("data.items: the interactions format needs an item table (item,domain,title[,image_uri])")
+    domain_names = (cfg.domain_x, cfg.domain_y)
+    items_path = Path(cfg.items)
+    x_items, y_items, where = read_item_table(items_path, domain_names, bad)
+    n_x = len(x_items)
+    by_user: dict[str, list[tuple[int, int]]] = {}
+    for number, row, text in read_rows(source, LOG_COLUMNS, bad):
+        user, item, domain_name, ts = row["user"], row["item"], row["domain"], parse_int(row["timestamp"] or "")
+        if not user:
+            bad.report(source, number, "a non-empty user", "an empty field", text)
+        elif item not in where:
+            bad.report(source, number, f"an item listed in {items_path.name}", f"unknown item {item!r}", text)
+        elif domain_name != domain_names[where[item][0]]:
+            bad.report(source, number, f"domain {domain_names[where[item][0]]!r} (item {item} in {items_path.name})",
+                       repr(domain_name), text)
+        elif ts is None:
+            bad.report(source, number, "an integer unix timestamp", repr(row["timestamp"]), text)
+        else:
+            domain, local = where[item]
+            by_user.setdefault(user, []).append((local + n_x * domain, ts))
+    sequences = SequenceRows()
+    short: list[str] = []
+    for user, events in by_user.items():
+        if len(events) < cfg.min_interactions:
+            short.append(user)
+            continue
+        events.sort(key=lambda e: e[1])  # stable: equal timestamps keep file order
+        items, stamps = [e[0] for e in events], [e[1] for e in events]
+        sequences.add(user, "train", items[:-2], stamps[:-2])
+        sequences.add(user, "valid", items[:-1], stamps[:-1])
+        sequences.add(user, "test", items, stamps)
+    if not len(sequences):
+        raise DataError(source, None, f"at least one user with >= {cfg.min_interactions} interactions",
+                        f"none of {len(by_user)} users")
+    meta = DatasetMeta(name=cfg.name or source.stem, domains=domain_names, n_items=(n_x, len(y_items)),
+                       source=str(source), source_format="interactions",
+                       extra={"items_file": str(items_path), "missing_split_files": [],
+                              "short_users": {"count": len(short), "min_interactions": cfg.min_interactions,
+                                              "first": short[:MAX_LISTED_USERS]}})
+    return Dataset(items_table(x_items, y_items), sequences.table(), meta)

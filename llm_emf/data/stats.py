@@ -1,0 +1,102 @@
+"""Statistics of a prepared dataset: what ``llm-emf stats`` prints, as a plain dict first (tests read it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+
+from .schema import SPLITS, Dataset
+
+# sequence-length histogram bins: [lo, hi)
+LENGTH_BINS = ((1, 2), (2, 5), (5, 10), (10, 20), (20, 50), (50, 100), (100, 200), (200, None))
+BAR_WIDTH = 30
+
+
+def _bin_label(lo: int, hi: int | None) -> str:
+    if hi is None:
+        return f"{lo}+"
+    return str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
+
+
+def split_stats(ds: Dataset, split: str) -> dict:
+    table = ds.split(split)
+    lengths = pc.list_value_length(table.column("items")).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(table.column("items")).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(table.column("items")).to_numpy(zero_copy_only=False)
+    in_y = flat >= ds.n_x
+    y_per_user = np.bincount(parents, weights=in_y, minlength=len(lengths)).astype(np.int64)
+    out = {
+        "users": int(table.num_rows),
+        "interactions": [int((~in_y).sum()), int(in_y.sum())],
+        "users_both_domains": int(((y_per_user > 0) & (y_per_user < lengths)).sum()),
+        "length": None,
+    }
+    if split != "train" and len(lengths):  # target = last item
+        targets = np.array([items[-1] for items in table.column("items").to_pylist()])
+        out["targets"] = [int((targets < ds.n_x).sum()), int((targets >= ds.n_x).sum())]
+    if len(lengths):
+        out["length"] = {
+            "min": int(lengths.min()), "median": float(np.median(lengths)),
+            "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max()),
+            "histogram": {_bin_label(lo, hi): int(((lengths >= lo) & (lengths < (hi or np.inf))).sum())
+                          for lo, hi in LENGTH_BINS},
+        }
+    if ds.meta.source_format == "llmcdsr":  # user_id = "<source file tag>:<user>"
+        tags = [u.split(":", 1)[0] for u in table.column("user_id").to_pylist()]
+        out["users_by_source"] = {t: tags.count(t) for t in dict.fromkeys(tags)}
+    return out
+
+
+def compute_stats(ds: Dataset) -> dict:
+    domains = ds.item_domains()
+    titles = ds.items.column("title").is_valid().to_numpy(zero_copy_only=False)
+    images = ds.items.column("image_uri").is_valid().to_numpy(zero_copy_only=False)
+    return {
+        "name": ds.meta.name,
+        "source_format": ds.meta.source_format,
+        "fingerprint": ds.meta.fingerprint,
+        "domains": list(ds.meta.domains),
+        "items": [int((domains == d).sum()) for d in (0, 1)],
+        "items_with_title": [int(titles[domains == d].sum()) for d in (0, 1)],
+        "items_with_image": [int(images[domains == d].sum()) for d in (0, 1)],
+        "splits": {split: split_stats(ds, split) for split in SPLITS},
+        "distinct_users": int(pc.count_distinct(ds.sequences.column("user_id")).as_py()),
+        "missing_split_files": list(ds.meta.extra.get("missing_split_files", [])),
+        "quarantined_rows": int(ds.meta.quarantined_rows),
+        "short_users": ds.meta.extra.get("short_users", {}).get("count"),
+    }
+
+
+def format_stats(s: dict) -> str:
+    x, y = s["domains"]
+    lines = [f"dataset {s['name']} ({s['source_format']}, fingerprint {s['fingerprint']})",
+             f"items: {x} {s['items'][0]:,}  {y} {s['items'][1]:,}  (with title {s['items_with_title'][0]:,} / "
+             f"{s['items_with_title'][1]:,}; with image {s['items_with_image'][0]:,} / {s['items_with_image'][1]:,})",
+             f"distinct users: {s['distinct_users']:,}   quarantined rows: {s['quarantined_rows']:,}"]
+    if s["missing_split_files"]:
+        lines.append(f"missing split files (0 users): {', '.join(s['missing_split_files'])}")
+    if s["short_users"]:
+        lines.append(f"users left out for too few interactions: {s['short_users']:,}")
+    lines.append(f"{'split':<6} {'users':>8} {'both dom.':>9} {x + ' inter.':>14} {y + ' inter.':>14}"
+                 f" {'len min/med/p90/max':>22}")
+    for split, st in s["splits"].items():
+        ln = st["length"]
+        lens = f"{ln['min']}/{ln['median']:g}/{ln['p90']:g}/{ln['max']}" if ln else "-"
+        lines.append(f"{split:<6} {st['users']:>8,} {st['users_both_domains']:>9,} {st['interactions'][0]:>14,} "
+                     f"{st['interactions'][1]:>14,} {lens:>22}")
+    for split, st in s["splits"].items():
+        extras = []
+        if st.get("users_by_source"):
+            extras.append("users by source file: " + ", ".join(f"{k} {v:,}" for k, v in st["users_by_source"].items()))
+        if st.get("targets"):
+            extras.append(f"targets: {x} {st['targets'][0]:,}, {y} {st['targets'][1]:,}")
+        if extras:
+            lines.append(f"{split}: " + "; ".join(extras))
+    for split, st in s["splits"].items():
+        if not st["length"]:
+            continue
+        hist = st["length"]["histogram"]
+        top = max(hist.values()) or 1
+        lines.append(f"{split} sequence lengths:")
+        lines += [f"  {label:>8} {count:>8,} {'#' * round(BAR_WIDTH * count / top)}" for label, count in hist.items()]
+    return "\n".join(lines)

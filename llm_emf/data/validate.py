@@ -1,0 +1,73 @@
+"""Checks of the canonical invariants, for prepared folders (format ``canonical``) and every importer's output.
+
+Rows are 1-based row numbers of sequences.parquet / items.parquet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import SPLITS, Dataset
+from .textio import BadRows
+
+
+def check_items(ds: Dataset, file: str) -> None:
+    """item_index dense 0..n-1, X items first, counts matching dataset.json, unique item ids: always fatal."""
+    bad = BadRows(skip=False)
+    index = ds.items.column("item_index").to_numpy()
+    domain = ds.items.column("domain").to_numpy()
+    n_x, n_y = ds.meta.n_items
+    wrong = np.flatnonzero(index != np.arange(len(index)))
+    if wrong.size:
+        bad.report(file, int(wrong[0]) + 1, f"item_index {wrong[0]} (dense, in order)", f"{index[wrong[0]]}")
+    expected_domain = (np.arange(len(index)) >= n_x).astype(domain.dtype)
+    if len(index) != n_x + n_y:
+        bad.report(file, None, f"{n_x} + {n_y} items (dataset.json n_items)", f"{len(index)} rows")
+    wrong = np.flatnonzero(domain != expected_domain)
+    if wrong.size:
+        bad.report(file, int(wrong[0]) + 1, f"domain {expected_domain[wrong[0]]} (X items first, n_x={n_x})",
+                   f"domain {domain[wrong[0]]}")
+    ids = ds.items.column("item_id")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        row = ids.to_pylist().index(dup)
+        bad.report(file, ids.to_pylist().index(dup, row + 1) + 1, "each item_id once", f"{dup!r} again")
+
+
+def check_sequences(ds: Dataset, file: str, bad: BadRows) -> pa.Table:
+    """Returns the sequences without the bad rows (each reported to ``bad``)."""
+    n = ds.n_items
+    seqs = ds.sequences
+    keep = np.ones(seqs.num_rows, dtype=bool)
+    seen: set[tuple[str, str]] = set()
+    for row, (user, split, items, stamps) in enumerate(zip(*(seqs.column(c).to_pylist() for c in
+                                                              ("user_id", "split", "items", "timestamps")))):
+        problem = None
+        if split not in SPLITS:
+            problem = (f"split in {SPLITS}", repr(split))
+        elif (user, split) in seen:
+            problem = ("one sequence per (user_id, split)", f"{user!r} {split} again")
+        elif len(items) < (2 if split != "train" else 1):
+            problem = ("at least 2 items in valid/test (history + target), 1 in train", f"{len(items)}")
+        elif min(items) < 0 or max(items) >= n:
+            problem = (f"item_index in [0, {n})", f"{min(items) if min(items) < 0 else max(items)}")
+        elif stamps is not None and len(stamps) != len(items):
+            problem = (f"{len(items)} timestamps (one per item)", f"{len(stamps)}")
+        elif stamps is not None and any(b < a for a, b in zip(stamps, stamps[1:])):
+            at = next(i for i, (a, b) in enumerate(zip(stamps, stamps[1:])) if b < a)
+            problem = ("non-decreasing timestamps", f"{stamps[at + 1]} after {stamps[at]} at position {at + 2}")
+        if problem:
+            bad.report(file, row + 1, *problem, f"{user},{split},{items}")
+            keep[row] = False
+        else:
+            seen.add((user, split))
+    return seqs if keep.all() else seqs.filter(pa.array(keep))
+
+
+def check_dataset(ds: Dataset, where: str, bad: BadRows) -> Dataset:
+    check_items(ds, f"{where}/items.parquet")
+    ds.sequences = check_sequences(ds, f"{where}/sequences.parquet", bad)
+    return ds

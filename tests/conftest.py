@@ -1,0 +1,36 @@
+"""Shared fixtures: paths to the bundled sample and the tiny real fixtures, and a plain-text copy helper."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path("/work/shared/data")
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    from llm_emf.data.importers import sample_path
+    return sample_path()
+
+
+@pytest.fixture
+def plain_sample(tmp_path, sample_dir) -> Path:
+    """The bundled sample decompressed to editable plain-text files (x.txt instead of x.txt.gz)."""
+    out = tmp_path / "plain_sample"
+    out.mkdir()
+    for gz in sample_dir.glob("*.gz"):
+        (out / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
+    return out
