@@ -6,10 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from llm_emf.config import save_config
-from llm_emf.data.importers import import_dataset
-from llm_emf.data.stats import compute_stats
-from llm_emf.data.synthetic_images import add_synthetic_images
+from llm_emf.data.prepare import prepare_dataset
 
 SECTIONS = ("seed", "data")
 
@@ -44,11 +41,6 @@ def run(cfg, args) -> int:
     if getattr(args, "skip_bad_rows", False):
         cfg.data.skip_bad_rows = True
     start = time.perf_counter()
-    ds = import_dataset(cfg.data)
-    output = Path(cfg.data.output)
-    if cfg.data.synthetic_images:
-        add_synthetic_images(ds, output, cfg.data.image_size, cfg.seed)
-    ds.write(output)
-    save_config(cfg, output / "config.yaml")
-    print(summary(compute_stats(ds), ds.meta.extra, output, time.perf_counter() - start))
+    ds, stats = prepare_dataset(cfg)
+    print(summary(stats, ds.meta.extra, Path(cfg.data.output), time.perf_counter() - start))
     return 0

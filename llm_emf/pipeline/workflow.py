@@ -1,0 +1,123 @@
+"""The end-to-end workflow: prepare -> enrich -> embed -> train -> evaluate (-> tune), as content-addressed stages.
+
+Each stage points the config at its own output folder under ``pipeline.storage`` and at its upstream
+stages' folders, then calls the same library function the single-step command calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from llm_emf.config import Config, save_config
+from llm_emf.pipeline.stages import Stage, StageContext, run_stages
+from llm_emf.storage import Storage, alive_nodes, check_for_cluster
+
+# Keys that name where things go (not what they contain) never enter a stage key.
+_PATHS = ("data.output", "features.enrich.output", "features.embed.output", "model.features", "train.storage",
+          "train.run_name", "eval.output", "eval.negatives_file", "tune.storage", "tune.name")
+
+
+def _stage_cfg(cfg: Config, ctx: StageContext) -> Config:
+    """A copy of ``cfg`` with every path pointing into this run's stage folders."""
+    c = copy.deepcopy(cfg)
+    out = ctx.outputs
+    if "prepare" in out:
+        c.data.output = out["prepare"]
+    if "enrich" in out:
+        c.features.enrich.output = f"{out['enrich']}/enriched.parquet"
+    if "embed" in out:
+        c.features.embed.output = f"{out['embed']}/features.parquet"
+        c.model.features = c.features.embed.output
+    if "train" in out:
+        c.train.storage = f"{out['train']}/ray"
+        c.train.run_name = f"train-{ctx.keys['train']}"
+    if "evaluate" in out:
+        c.eval.output = f"{out['evaluate']}/results.json"
+    if "tune" in out:
+        c.tune.storage = f"{out['tune']}/ray"
+        c.tune.name = f"tune-{ctx.keys['tune']}"
+    return c
+
+
+def _prepare(cfg: Config, ctx: StageContext) -> dict:
+    from llm_emf.data.prepare import prepare_dataset
+
+    c = _stage_cfg(cfg, ctx)
+    ds, stats = prepare_dataset(c)
+    return {"items": list(ds.meta.n_items), "fingerprint": ds.meta.fingerprint,
+            "quarantined_rows": ds.meta.quarantined_rows}
+
+
+def _enrich(cfg: Config, ctx: StageContext) -> dict:
+    from llm_emf.features.enrich import run_enrich
+    from llm_emf.data.schema import Dataset
+
+    c = _stage_cfg(cfg, ctx)
+    ds = Dataset.read(c.data.output)
+    summary = run_enrich(c, Path(c.data.output) / "items.parquet", ds.meta.domains)
+    save_config(c, Path(ctx.output("enrich")) / "config.yaml")
+    return summary.to_dict()
+
+
+def _embed(cfg: Config, ctx: StageContext) -> dict:
+    from llm_emf.features.embed import run_embed
+
+    c = _stage_cfg(cfg, ctx)
+    enriched = c.features.enrich.output if "enrich" in ctx.outputs else None
+    summary = run_embed(c, Path(c.data.output) / "items.parquet", enriched)
+    save_config(c, Path(ctx.output("embed")) / "config.yaml")
+    return summary.to_dict()
+
+
+def build_stages(cfg: Config) -> list[Stage]:
+    wanted = cfg.pipeline.stages
+    features = cfg.model.use_text or cfg.model.use_image
+    all_stages = [
+        Stage("prepare", reads=("data", "seed"), ignores=_PATHS, run=_prepare),
+        Stage("enrich", reads=("features.enrich",), upstream=("prepare",), ignores=_PATHS, run=_enrich),
+        Stage("embed", reads=("features.embed", "seed"), upstream=("prepare", "enrich"), ignores=_PATHS, run=_embed),
+    ]
+    from llm_emf.pipeline import training_stages
+
+    all_stages += training_stages.stages(features, _PATHS, _stage_cfg)
+    by_name = {s.name: s for s in all_stages}
+    chosen = [by_name[name] for name in wanted]
+    # A stage's upstream must be in the plan (its outputs are read); add missing ones in order.
+    needed: list[str] = []
+    for st in chosen:
+        for u in st.upstream:
+            if u not in needed and u not in wanted:
+                needed.append(u)
+    order = [s.name for s in all_stages]
+    names = sorted(set(wanted) | set(needed), key=order.index)
+    return [by_name[n] for n in names]
+
+
+def run_pipeline(cfg: Config, log=print) -> dict[str, dict]:
+    """Run the configured stages on the current Ray cluster (starting a local one if none)."""
+    import ray
+
+    if not ray.is_initialized():
+        if cfg.pipeline.ray_address:
+            ray.init(address=cfg.pipeline.ray_address, log_to_driver=False)
+        elif _in_ray_job():
+            ray.init(log_to_driver=False)          # joins the cluster the job was submitted to
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    storage = Storage(cfg.pipeline.storage)
+    check_for_cluster(cfg.pipeline.storage, alive_nodes())
+    summaries = run_stages(cfg, build_stages(cfg), storage, log=log)
+    storage.write_json(storage.path("last_run.json"), {"stages": summaries})
+    return summaries
+
+
+def _in_ray_job() -> bool:
+    import os
+
+    return bool(os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"))
+
+
+def dumps(summaries: dict) -> str:
+    return json.dumps(summaries, indent=2, default=str)
