@@ -26,8 +26,8 @@ class TrackingConfig:
     enabled: bool = help_field(True, "(bool) log runs to MLflow")
     uri: str = help_field("", "(str) tracking URI; empty: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
     experiment: str = help_field("llm-emf", "(str) MLflow experiment name (created if missing)")
-    artifact_root: str = help_field("", "(str) where a new experiment keeps its artifacts; empty: mlartifacts/ next "
-                                    "to the sqlite file (a server URI decides for itself)")
+    artifact_root: str = help_field("", "(str) where a new experiment keeps its artifacts; empty: "
+                                    "mlartifacts/<experiment> next to the sqlite file (a server decides itself)")
     timeout_s: float = help_field(3.0, "(float) seconds to wait for a tracking server before going on without it",
                                   min=0.1, max=600.0)
     log_checkpoints: bool = help_field(False, "(bool) upload checkpoint files as artifacts; otherwise only their "
