@@ -23,6 +23,8 @@ class TrainConfig:
     run_name: str = help_field("", "(str) run name; reusing it resumes that run from its latest checkpoint")
     storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")
     eval_batch_size: int = help_field(512, "(int) sequences per batch in validation/test", min=1)
+    select_protocol: str = help_field("full", "(str) protocol whose validation MRR selects the best epoch per "
+                                      "domain and drives early stopping", choices=("sampled", "full"))
 
 
 @dataclass
@@ -33,11 +35,11 @@ class EvalConfig:
     negatives_file: str = help_field("", "(str) sampled negatives file, may use {split}, {seed}, {n}; written on "
                                      "first use so every model is scored on the same candidates (default: "
                                      "<data.output>/negatives_{split}_seed{seed}_n{n}.parquet)")
-    exclude_seen: bool = help_field(False, "(bool) remove items already in the history from the candidates "
-                                    "(off: the C2DSR protocol keeps them)")
+    exclude_seen: bool = help_field(False, "(bool) full protocol: remove items already in the history (never the "
+                                    "target) from the candidates (off: the C2DSR protocol keeps them)")
     ks: list[int] = help_field(None, "(list[int]) cut-offs for NDCG@k and HR@k", default_factory=lambda: [1, 5, 10])
     ties: str = help_field("pessimistic", "(str) rank rule when a candidate has exactly the target's score: "
                            "pessimistic (ties rank above the target: count against the model) or optimistic "
                            "(only strictly higher scores count, as C2DSR's code)",
                            choices=("pessimistic", "optimistic"))
-    output: str = help_field("", "(str) result JSON path (default: in the run folder)")
+    output: str = help_field("", "(str) result JSON path (default: evaluation.json in the run folder)")

@@ -1,0 +1,76 @@
+"""``llm-emf evaluate``: score a trained run (or a baseline) on test and valid under both protocols,
+print the per-domain table and write the results as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from llm_emf.config import Config, ConfigError
+from llm_emf.data.schema import Dataset
+from llm_emf.evaluation import PopularityScorer, evaluate, protocols_from_config
+
+SECTIONS = ("seed", "data.output", "eval", "train.eval_batch_size")
+BASELINES = {"popularity": PopularityScorer}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", help="trained run folder or checkpoint to evaluate")
+    p.add_argument("--baseline", choices=sorted(BASELINES), help="evaluate a non-learned baseline instead of a run")
+    p.add_argument("--dataset", help="prepared dataset folder (default: data.output)")
+    p.add_argument("--splits", default="test,valid", help="comma-separated splits to evaluate (default: test,valid)")
+
+
+def _load_model_scorer(run: str, dataset: Dataset, cfg: Config):
+    if not Path(run).exists():
+        raise ConfigError(f"--run: expected a run folder or checkpoint, found no such path '{run}'")
+    try:
+        from llm_emf.training import load_scorer
+    except ImportError as e:   # the training package is absent or does not offer load_scorer
+        raise ConfigError(f"--run needs llm_emf.training.load_scorer, which is not available ({e})") from None
+    return load_scorer(run, dataset, cfg)
+
+
+def _default_output(args: argparse.Namespace, cfg: Config) -> Path:
+    if cfg.eval.output:
+        return Path(cfg.eval.output)
+    if args.run:
+        run = Path(args.run)
+        return (run if run.is_dir() else run.parent) / "evaluation.json"
+    return Path(cfg.data.output).parent / "eval" / f"{args.baseline}.json"
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    if bool(args.run) == bool(args.baseline):
+        raise ConfigError("llm-emf evaluate: give exactly one of --run PATH or --baseline NAME")
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    bad = [s for s in splits if s not in ("valid", "test")]
+    if bad or not splits:
+        raise ConfigError(f"--splits: expected a comma-separated subset of valid,test, found '{args.splits}'")
+    protocols = protocols_from_config(cfg)
+    if "sampled" in protocols and len(splits) > 1 and cfg.eval.negatives_file \
+            and "{split}" not in cfg.eval.negatives_file:
+        raise ConfigError(f"eval.negatives_file: evaluating {len(splits)} splits needs a {{split}} placeholder "
+                          f"in the path, found '{cfg.eval.negatives_file}'")
+    if args.dataset:
+        cfg.data.output = args.dataset     # negatives default to living next to the dataset that is evaluated
+    dataset = Dataset.read(cfg.data.output)
+    if args.baseline:
+        scorer, name = BASELINES[args.baseline](dataset), args.baseline
+    else:
+        scorer, name = _load_model_scorer(args.run, dataset, cfg), str(args.run)
+
+    results = {}
+    for split in splits:
+        result = evaluate(scorer, dataset, split, cfg, protocols, scorer_name=name)
+        print(result.format_table(f"{name}: {split} split of {dataset.meta.name} "
+                                  f"(ties {cfg.eval.ties}, seed {cfg.seed})"))
+        print()
+        results[split] = result.to_dict()
+    out = _default_output(args, cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"scorer": name, "dataset": dataset.meta.name, "splits": results}, indent=2) + "\n",
+                   encoding="utf-8")
+    print(f"results written to {out}")
+    return 0

@@ -1,0 +1,142 @@
+"""Score the valid or test cases of a dataset with any scorer, under the sampled and full protocols.
+
+A *scorer* is ``scorer(rows, domain) -> (B, n_domain_items)`` tensor: ``rows`` are SEQUENCE_SCHEMA rows
+of the split whose target (the last item) is in ``domain`` (0 = X, 1 = Y); the input is ``items[:-1]``.
+Column ``j`` scores item_index ``j`` (X) or ``n_x + j`` (Y). The scorer is called once per batch of
+``train.eval_batch_size`` cases, and both protocols are read off the same scores, so memory stays at
+one batch times the domain's items.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+
+from llm_emf.config import Config, ConfigError
+from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, fingerprint
+from .metrics import metrics_from_ranks, target_ranks
+from .negatives import load_or_create_negatives, negatives_path
+from .result import EvalResult
+
+Scorer = Callable[[pa.Table, int], torch.Tensor]
+PROTOCOLS = ("sampled", "full")
+
+
+def protocols_from_config(cfg: Config) -> tuple[str, ...]:
+    return PROTOCOLS if cfg.eval.protocol == "both" else (cfg.eval.protocol,)
+
+
+def _flat_items(rows: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """``(lengths (B,), flat items (sum,))`` of the ``items`` lists (handles sliced/chunked columns)."""
+    col = rows.column("items")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    return lengths, flat
+
+
+def split_targets(rows: pa.Table, split: str, n_items: int) -> np.ndarray:
+    """The target (last item) of every row, ``(N,)`` int64; DataError for an empty or out-of-range one."""
+    lengths, flat = _flat_items(rows)
+    where = f"sequences ({split} split)"
+    if (lengths < 1).any():
+        row = int(np.flatnonzero(lengths < 1)[0])
+        raise DataError(where, row + 1, "at least one item (the last one is the target)", "an empty sequence")
+    targets = flat[np.cumsum(lengths) - 1]
+    bad = (targets < 0) | (targets >= n_items)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(where, row + 1, f"a target item_index in [0, {n_items})", str(int(targets[row])))
+    return targets
+
+
+def _mask_seen(scores: torch.Tensor, rows: pa.Table, target_local: torch.Tensor, lo: int) -> torch.Tensor:
+    """Set history items of the domain (never the target) to -inf; returns a new tensor."""
+    lengths, flat = _flat_items(rows)
+    starts = np.cumsum(lengths) - lengths
+    row_of = np.repeat(np.arange(len(lengths)), lengths)                     # (sum,)
+    is_last = np.arange(len(flat)) == np.repeat(starts + lengths - 1, lengths)
+    local = flat - lo
+    keep = ~is_last & (local >= 0) & (local < scores.shape[1])
+    keep &= local != target_local.cpu().numpy()[row_of]                      # the target stays a candidate
+    scores = scores.clone()
+    idx_r = torch.as_tensor(row_of[keep], device=scores.device)
+    idx_c = torch.as_tensor(local[keep], device=scores.device)
+    scores[idx_r, idx_c] = -math.inf
+    return scores
+
+
+def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
+             protocols: tuple[str, ...] | list[str] = PROTOCOLS, negatives_file: str | Path | None = None,
+             scorer_name: str = "") -> EvalResult:
+    """Evaluate ``scorer`` on ``split`` ("valid" or "test"); see the module docstring for the contract.
+
+    The sampled protocol reads (or writes on first use) ``negatives_file``, by default
+    :func:`negatives_path` (``eval.negatives_file`` or next to ``data.output``).
+    """
+    if split not in ("valid", "test"):
+        raise ConfigError(f"evaluation split must be 'valid' or 'test', found '{split}'")
+    protocols = tuple(protocols)
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise ConfigError(f"protocols must be a non-empty subset of {PROTOCOLS}, found {list(protocols)}")
+    ks, ties, batch_size = list(cfg.eval.ks), cfg.eval.ties, cfg.train.eval_batch_size
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"eval.ks: expected a non-empty list of cut-offs >= 1, found {ks}")
+    n_x, n_y = dataset.n_x, dataset.n_y
+    rows = dataset.split(split)
+    targets = split_targets(rows, split, dataset.n_items)                   # (N,)
+    case_domain = np.where(targets < n_x, DOMAIN_X, DOMAIN_Y)                # (N,)
+    fp = dataset.meta.fingerprint or fingerprint(dataset.items, dataset.sequences)
+
+    negatives, neg_path = None, None
+    if "sampled" in protocols:
+        neg_path = Path(negatives_file) if negatives_file else negatives_path(cfg, split)
+        negatives = load_or_create_negatives(
+            neg_path, fingerprint=fp, split=split, seed=cfg.seed, n_negatives=cfg.eval.n_negatives,
+            user_ids=rows.column("user_id").to_pylist(), targets=targets, n_x=n_x, n_y=n_y)   # (N, k_max)
+
+    names = tuple(dataset.meta.domains)
+    if names[0] == names[1]:          # results are keyed by domain name: keep the two apart
+        names = (f"{names[0]} (X)", f"{names[1]} (Y)")
+    ranks = {p: {} for p in protocols}
+    n_cand = {p: {} for p in protocols}
+    for domain, (lo, size) in ((DOMAIN_X, (0, n_x)), (DOMAIN_Y, (n_x, n_y))):
+        cases = np.flatnonzero(case_domain == domain)                         # row indices of this domain
+        k = min(cfg.eval.n_negatives, size - 1)
+        found = {p: [] for p in protocols}
+        for start in tqdm(range(0, len(cases), batch_size), mininterval=5, disable=None,
+                          desc=f"{split} {names[domain]}"):
+            batch = cases[start:start + batch_size]                           # (B,)
+            batch_rows = rows.take(pa.array(batch))
+            with torch.inference_mode():
+                scores = scorer(batch_rows, domain)                           # (B, size)
+            if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(batch), size):
+                shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+                raise ValueError(f"scorer must return a tensor of shape (B={len(batch)}, items in "
+                                 f"{names[domain]}={size}) for domain {domain}, found {shape}")
+            target_local = torch.as_tensor(targets[batch] - lo, device=scores.device)   # (B,)
+            if "full" in protocols:
+                full = _mask_seen(scores, batch_rows, target_local, lo) if cfg.eval.exclude_seen else scores
+                found["full"].append(target_ranks(full, target_local, ties).cpu())
+            if "sampled" in protocols:
+                neg_local = torch.as_tensor(negatives[batch, :k].astype(np.int64) - lo, device=scores.device)
+                cand = torch.cat([target_local[:, None], neg_local], dim=1)   # (B, 1 + k), target first
+                found["sampled"].append(target_ranks(scores.gather(1, cand), torch.zeros_like(target_local),
+                                                     ties).cpu())
+        for p in protocols:
+            ranks[p][names[domain]] = torch.cat(found[p]).numpy() if found[p] else np.zeros(0, np.int64)
+            n_cand[p][names[domain]] = size if p == "full" else 1 + k
+
+    metrics = {p: {d: metrics_from_ranks(torch.as_tensor(r), ks) for d, r in ranks[p].items()} for p in protocols}
+    counts = {names[d]: int((case_domain == d).sum()) for d in (DOMAIN_X, DOMAIN_Y)}
+    info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed, "ks": sorted(set(ks)), "ties": ties,
+            "exclude_seen": cfg.eval.exclude_seen, "n_negatives": cfg.eval.n_negatives,
+            "negatives_file": str(neg_path) if neg_path else None, "scorer": scorer_name}
+    return EvalResult(split, protocols, metrics, counts, n_cand, info, ranks)
