@@ -33,6 +33,7 @@ class EmbedConfig:
                                       "weights (tests only: noise, never for quality numbers)")
     batch_size: int = help_field(64, "(int) items per encoder batch", min=1, max=1 << 16)
     concurrency: int = help_field(1, "(int) encoder actors", min=1)
+    image_timeout_s: float = help_field(10.0, "(float) timeout for fetching one http(s) image", min=0.1, max=600.0)
     use_images: bool = help_field(True, "(bool) encode images (zero vector and has_image=false where missing)")
     output: str = help_field("runs/features/features.parquet", "(str) feature table (Parquet)")
 

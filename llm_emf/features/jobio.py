@@ -113,7 +113,7 @@ class JobSummary:
         if extra:
             lines.append(f"  {extra}")
         if self.failed_output:
-            lines.append(f"  failed rows: {self.failed_output}")
+            lines.append(f"  failed / problem rows: {self.failed_output}")
         return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ invalidates the enrichment cache without anyone having to remember to bump a num
 from __future__ import annotations
 
 import hashlib
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class PromptTemplate:
 
     def render(self, title: str | None, domain: str) -> tuple[str, bool]:
         """The prompt for one item and whether it had a usable title."""
-        title = (title or "").strip()
+        title = html.unescape(title or "").strip()  # source titles carry HTML entities (&amp;)
         if title:
             return self.with_title.format(title=title, domain=domain), True
         return self.without_title.format(domain=domain), False

@@ -1,0 +1,40 @@
+"""``llm-emf enrich``: LLM-enrich every catalog item (title + domain -> key terms, summary, interests)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from llm_emf.config import Config
+
+SECTIONS = ("seed", "data.output", "data.domain_x", "data.domain_y", "features.enrich")
+
+
+def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--dataset", help="prepared dataset folder (default: data.output); its items.parquet is read")
+    g.add_argument("--items", help="an items.parquet catalog (ITEM_SCHEMA) to read instead")
+    parser.add_argument("--summary-json", help="also write the job summary (counts, throughput) to this file")
+
+
+def catalog_path(cfg: Config, args: argparse.Namespace) -> Path:
+    if getattr(args, "items", None):
+        return Path(args.items)
+    return Path(getattr(args, "dataset", None) or cfg.data.output) / "items.parquet"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_catalog_arguments(parser)
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    from llm_emf.features.enrich import run_enrich
+    from llm_emf.features.jobio import domain_names
+
+    items = catalog_path(cfg, args)
+    summary = run_enrich(cfg, items, domain_names(items, (cfg.data.domain_x, cfg.data.domain_y)))
+    print(summary.report())
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+    return 0
