@@ -13,11 +13,20 @@ import sys
 
 from llm_emf.config import Config, ConfigError, format_help, load_config
 from llm_emf.data.schema import DataError
+from llm_emf.storage import StorageError
 
 # command name -> (module, one-line description). Modules are imported lazily so `--help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("llm_emf.cli.prepare", "import a dataset into the canonical format"),
     "stats": ("llm_emf.cli.stats", "print statistics of a prepared dataset"),
+    "ui": ("llm_emf.cli.ui", "start the MLflow UI for the tracking store (localhost by default)"),
+    "evaluate": ("llm_emf.cli.evaluate", "evaluate a trained run or a baseline: MRR, NDCG@k, HR@k per domain"),
+    "enrich": ("llm_emf.cli.enrich", "LLM-enrich item titles (Ray Data) into an enriched item table"),
+    "embed": ("llm_emf.cli.embed", "embed item text and images with frozen encoders (Ray Data) into a feature table"),
+    "train": ("llm_emf.cli.train", "train LLM-EMF or the SASRec baseline (Ray Train) and test it"),
+    "recommend": ("llm_emf.cli.recommend", "top-k next items of a domain for a user, from a trained run"),
+    "tune": ("llm_emf.cli.tune", "Ray Tune sweep over a search space (ASHA + Optuna), tracked in MLflow"),
+    "run": ("llm_emf.cli.run", "the whole pipeline: prepare, enrich, embed, train, evaluate"),
 }
 
 
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         return int(module.run(cfg, args) or 0)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, StorageError) as e:
         print(f"llm-emf {name}: error: {e}", file=sys.stderr)
         return 2
 

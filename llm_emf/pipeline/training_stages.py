@@ -1,0 +1,65 @@
+"""The model-side pipeline stages: train (tracked in MLflow), evaluate, and an optional sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llm_emf.config import Config
+from llm_emf.pipeline.stages import Stage, StageContext
+
+
+def _train(stage_cfg):
+    def run(cfg: Config, ctx: StageContext) -> dict:
+        from llm_emf.training.tracked import train_tracked
+
+        c = stage_cfg(cfg, ctx)
+        result = train_tracked(c)
+        return {"run_dir": result.run_dir, "checkpoint": result.checkpoint, "epochs_run": len(result.history),
+                "mlflow_run_id": result.extra.get("mlflow_run_id"), "best": {
+                    d: {"epoch": b["epoch"], "valid_mrr": b["mrr"]} for d, b in result.best.items()}}
+    return run
+
+
+def _evaluate(stage_cfg):
+    def run(cfg: Config, ctx: StageContext) -> dict:
+        from llm_emf.data.schema import Dataset
+        from llm_emf.evaluation import evaluate, protocols_from_config
+        from llm_emf.storage import Storage
+        from llm_emf.training import load_scorer
+
+        c = stage_cfg(cfg, ctx)
+        train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], "_SUCCESS.json"))
+        run_dir = train_done["summary"]["run_dir"]
+        dataset = Dataset.read(c.data.output)
+        scorer = load_scorer(run_dir, dataset, c)
+        out = Storage(ctx.output("evaluate"))
+        results = {}
+        for split in ("valid", "test"):
+            res = evaluate(scorer, dataset, split, c, protocols=protocols_from_config(c), scorer_name=c.model.name)
+            print(res.format_table(f"{c.model.name}: {split} split of {dataset.meta.name}"))
+            out.write_json(out.path(f"{split}.json"), res.to_dict())
+            results[split] = res.to_dict()["metrics"]
+        return {"run_dir": run_dir, "results": out.path("test.json"), "test": results["test"]}
+    return run
+
+
+def _tune(stage_cfg):
+    def run(cfg: Config, ctx: StageContext) -> dict:
+        from llm_emf.tuning.sweep import run_sweep
+
+        c = stage_cfg(cfg, ctx)
+        res = run_sweep(c)
+        return {"best_config": res.best_config_path, "best_params": res.best_params, "n_trials": res.n_trials,
+                "parent_run_id": res.parent_run_id}
+    return run
+
+
+def stages(uses_features: bool, paths: tuple[str, ...], stage_cfg) -> list[Stage]:
+    feature_upstream = ("prepare", "embed") if uses_features else ("prepare",)
+    model_keys = ("model", "train", "eval", "seed")
+    return [
+        Stage("train", reads=model_keys, upstream=feature_upstream, ignores=paths + ("tracking",),
+              run=_train(stage_cfg)),
+        Stage("evaluate", reads=("eval", "seed"), upstream=("prepare", "train"), ignores=paths, run=_evaluate(stage_cfg)),
+        Stage("tune", reads=model_keys + ("tune",), upstream=feature_upstream, ignores=paths, run=_tune(stage_cfg)),
+    ]

@@ -1,0 +1,182 @@
+"""``llm-emf tune``: a Ray Tune sweep over a search-space file, with ASHA, Optuna and MLflow.
+
+Each trial is a function trainable that runs the same ``llm_emf.training.train`` a single run uses:
+in-process when ``train.num_workers=0`` (its per-epoch reports go straight to Tune), or a ``TorchTrainer``
+built inside the trial with ``TuneReportCallback`` (the Train V2 pattern; ``Tuner(trainer)`` is gone).
+ASHA stops weak trials on ``valid_mrr``; Optuna proposes configs, seeded by ``cfg.seed``. A sweep with
+the same name resumes with ``Tuner.restore``: finished trials are kept, unfinished ones continue from
+their latest checkpoint. MLflow holds a parent run with one child per trial; the best child is tagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_emf.config import Config, ConfigError, save_config
+from llm_emf.config.loader import from_dict, to_dict
+from llm_emf.storage import Storage
+from llm_emf.training.session import LocalSession
+from llm_emf.tuning.space import apply_params, load_space, to_param_space
+
+METRIC, MODE = "valid_mrr", "max"
+
+
+@dataclass
+class SweepResult:
+    name: str
+    path: str
+    best_params: dict
+    best_metrics: dict
+    best_config_path: str
+    n_trials: int
+    n_stopped_early: int
+    parent_run_id: str | None
+
+
+class TuneSession(LocalSession):
+    """The in-process training session of one trial: reports go to Tune (and MLflow) as well."""
+
+    def __init__(self, run_dir, tracker=None, use_gpu=False):
+        super().__init__(run_dir, use_gpu=use_gpu)
+        self.tracker = tracker
+
+    def report(self, metrics: dict, folder: str | None) -> None:
+        import ray.tune
+
+        super().report(metrics, folder)
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                                     step=int(metrics.get("epoch", len(self.reports))))
+        checkpoint = ray.tune.Checkpoint.from_directory(str(self.latest_path())) if folder else None
+        ray.tune.report(metrics, checkpoint=checkpoint)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self):
+        import ray.tune
+
+        checkpoint = ray.tune.get_checkpoint()   # a restored trial, possibly on another node
+        if checkpoint is None:
+            with super().latest_checkpoint() as path:
+                yield path
+            return
+        with checkpoint.as_directory() as folder:
+            yield Path(folder)
+
+
+def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id: str | None) -> None:
+    """One trial: the base config with the sampled ``params`` applied, trained and tested."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from llm_emf.tracking import Tracker
+    from llm_emf.training.api import train
+
+    cfg = apply_params(from_dict(Config, base, "sweep base config"), params)
+    trial = ray.tune.get_context()
+    cfg.train.run_name = f"{trial.get_trial_name()}"
+    cfg.train.storage = str(Path(trial.get_trial_dir()) / "train")
+    name = f"{cfg.tune.name}/{trial.get_trial_name()}"
+    with Tracker(cfg, name, uri=tracking_uri, parent_run_id=parent_run_id,
+                 tags={"trial_id": trial.get_trial_id(), **{f"param.{k}": v for k, v in params.items()}}) as tr:
+        if cfg.train.num_workers == 0:
+            session = TuneSession(Path(cfg.train.storage) / cfg.train.run_name, tracker=tr, use_gpu=cfg.train.use_gpu)
+            result = train(cfg, session=session)
+        else:
+            result = train(cfg, callbacks=[TuneReportCallback()])
+            tr.log_history(result.history)
+        tr.log_results(result.test)
+        tr.log_training_curves(result.history, Path(result.run_dir) / "training_curves.png")
+        tr.log_checkpoint(result.checkpoint)
+        # The last report carries the test metrics at the best validation epochs (what the sweep prints).
+        final = {**result.history[-1], **_test_metrics(result.test.to_dict())}
+        ray.tune.report(final)
+
+
+def _test_metrics(result: dict) -> dict:
+    out = {}
+    for protocol, domains in result["metrics"].items():
+        for domain, metrics in domains.items():
+            for name, value in metrics.items():
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    out[f"test/{protocol}/{domain}/{name}"] = value
+    return out
+
+
+def max_concurrent(cfg: Config) -> int:
+    """Trials that fit at once: the cluster's CPUs (or GPUs) over what one trial asks for."""
+    import ray
+
+    if cfg.tune.max_concurrent_trials:
+        return cfg.tune.max_concurrent_trials
+    res = ray.cluster_resources()
+    if cfg.train.use_gpu:
+        per_trial = max(cfg.train.num_workers, 1)
+        return max(1, int(res.get("GPU", 0) // per_trial))
+    per_trial = cfg.tune.cpus_per_trial + cfg.train.num_workers * cfg.train.cpus_per_worker
+    return max(1, int(res.get("CPU", 1) // per_trial)) if per_trial > 0 else 1
+
+
+def run_sweep(cfg: Config, log=print) -> SweepResult:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from llm_emf.tracking import Tracker
+
+    space = load_space(cfg.tune.space)
+    if not Path(cfg.data.output, "dataset.json").is_file():
+        raise ConfigError(f"data.output: expected a prepared dataset folder, found no dataset.json in "
+                          f"'{cfg.data.output}'")
+    cfg = copy.deepcopy(cfg)
+    cfg.data.output = str(Path(cfg.data.output).resolve())       # trials run in their own folders
+    if cfg.model.features:
+        cfg.model.features = str(Path(cfg.model.features).resolve())
+    cfg.tune.name = cfg.tune.name or f"sweep-{Path(cfg.tune.space).stem}"
+    storage = Storage(cfg.tune.storage)
+    path = storage.path(cfg.tune.name)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+    parent = Tracker.start_parent(cfg, cfg.tune.name)
+    trainable = tune.with_parameters(run_trial, base=to_dict(cfg), tracking_uri=parent.uri if parent.active else None,
+                                     parent_run_id=parent.run_id if parent.active else None)
+    trainable = tune.with_resources(trainable, {"CPU": cfg.tune.cpus_per_trial,
+                                                "GPU": 1 if cfg.train.use_gpu and cfg.train.num_workers == 0 else 0})
+    if tune.Tuner.can_restore(path):
+        log(f"resuming sweep {cfg.tune.name} from {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_param_space(space),
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode=MODE, num_samples=cfg.tune.num_samples,
+                max_concurrent_trials=max_concurrent(cfg),
+                search_alg=OptunaSearch(seed=cfg.seed),
+                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs + 1,
+                                        grace_period=cfg.tune.grace_period,
+                                        reduction_factor=cfg.tune.reduction_factor)),
+            run_config=tune.RunConfig(name=cfg.tune.name, storage_path=storage.path(),
+                                      failure_config=tune.FailureConfig(max_failures=cfg.tune.max_retries),
+                                      verbose=1 if os.environ.get("LLM_EMF_QUIET") is None else 0))
+    grid = tuner.fit()
+    best = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
+    best_params = {k: v for k, v in best.config.items() if k in space}
+    best_cfg = apply_params(copy.deepcopy(cfg), best_params)
+    best_cfg.train.run_name = ""
+    best_path = storage.path(cfg.tune.name, "best_config.yaml")
+    save_config(best_cfg, best_path)
+    stopped = sum(1 for r in grid if r.metrics and r.metrics.get("training_iteration", 0) < cfg.train.epochs + 1
+                  and not any(k.startswith("test/") for k in r.metrics))
+    if parent.active:
+        parent.tag_best_child("best_valid_mrr", "max")
+        parent.log_artifact(best_path)
+        parent.end()
+    return SweepResult(cfg.tune.name, path, best_params, dict(best.metrics or {}), best_path, len(grid), stopped,
+                       parent.run_id if parent.active else None)
