@@ -1,0 +1,66 @@
+"""The LLM-EMF network and the SASRec baseline (method.md stages 2-3).
+
+``build_model(cfg.model, n_x, n_y, features)`` returns a module with the common contract:
+``build_training_batch(Ragged)``, ``forward(batch) -> (loss, n_positions)``, ``build_eval_batch(Ragged)``,
+``score(batch, domain) -> (B, n_domain_items)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from llm_emf.config import ConfigError
+from llm_emf.config.model import ModelConfig
+
+from .batch import Ragged, eval_inputs
+from .features import ItemFeatures, load_item_features
+from .llm_emf import LLMEMF
+from .sasrec import SASRecPair
+
+
+def needs_features(cfg: ModelConfig) -> bool:
+    return cfg.use_text or cfg.use_image
+
+
+def load_features_for(cfg: ModelConfig, items: pa.Table) -> ItemFeatures | None:
+    """The feature table named by ``model.features``, aligned to ``items``; None for ID-only models."""
+    if not needs_features(cfg):
+        return None
+    if not cfg.features:
+        raise ConfigError("model.features: expected a feature table path (use_text or use_image is on), found ''")
+    return load_item_features(Path(cfg.features), items)
+
+
+def build_model(cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None) -> torch.nn.Module:
+    if needs_features(cfg) and features is None:
+        raise ConfigError("model: use_text/use_image need item features (model.features)")
+    cls = SASRecPair if cfg.name == "sasrec" else LLMEMF
+    return cls(cfg, n_x, n_y, features)
+
+
+def make_scorer(model: torch.nn.Module, batch_size: int = 512, device: str | torch.device = "cpu"):
+    """The evaluator's scorer: ``scorer(rows, domain) -> (B, n_domain_items)`` on CPU, float32.
+
+    ``rows`` are SEQUENCE_SCHEMA rows whose last item is the target; the model sees items[:-1].
+    """
+    def scorer(rows: pa.Table, domain: int) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        out = []
+        try:
+            for start in range(0, rows.num_rows, batch_size):
+                chunk = rows.slice(start, batch_size)
+                batch = model.build_eval_batch(eval_inputs(chunk)).to(device)
+                out.append(model.score(batch, domain).float().cpu())
+        finally:
+            model.train(was_training)
+        n_d = model.n_x if domain == 0 else model.n_y
+        return torch.cat(out) if out else torch.zeros(0, n_d)
+    return scorer
+
+
+__all__ = ["LLMEMF", "SASRecPair", "ItemFeatures", "Ragged", "build_model", "load_features_for",
+           "load_item_features", "make_scorer", "needs_features"]

@@ -1,0 +1,113 @@
+"""SASRec building blocks: masked multi-head attention, pre-LN blocks, a causal sequence encoder.
+
+Sequences are left-padded: column ``L-1`` is always the most recent item, so "the state after the last
+item" is ``H[:, -1]`` for every row. Masks are boolean, True = may attend.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MaskedAttention(nn.Module):
+    """Multi-head attention with an explicit boolean mask; a query with no allowed key returns zeros."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        assert d % n_heads == 0, "hidden size must be divisible by the number of heads"
+        self.n_heads = n_heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        # x: (B, Tq, d) queries; memory: (B, Tk, d) keys/values; allowed: (B, Tq, Tk) bool
+        B, Tq, d = x.shape
+        h = self.n_heads
+        q = self.q(x).view(B, Tq, h, d // h).transpose(1, 2)                   # (B, h, Tq, d/h)
+        k, v = self.kv(memory).view(B, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, Tk, d/h)
+        any_key = allowed.any(dim=-1, keepdim=True)                             # (B, Tq, 1)
+        # Rows with no allowed key would be NaN under softmax; let them see key 0 and zero them below.
+        safe = allowed | (~any_key & (torch.arange(allowed.shape[-1], device=x.device) == 0))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=safe.unsqueeze(1),
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, Tq, d)                                 # (B, Tq, d)
+        return self.out(y) * any_key.to(y.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout), nn.Linear(d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(d)
+        self.attn = MaskedAttention(d, n_heads, dropout)
+        self.ln_ffn = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        a = self.ln_attn(x)
+        x = x + self.drop(self.attn(a, a, allowed))
+        return x + self.drop(self.ffn(self.ln_ffn(x)))
+
+
+def causal_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool valid positions -> (B, L, L) bool: query t may see valid keys s <= t."""
+    L = valid.shape[1]
+    tri = torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()      # (L, L)
+    return tri.unsqueeze(0) & valid.unsqueeze(1)                              # (B, L, L)
+
+
+class CausalEncoder(nn.Module):
+    """SASRec: item vectors + learned positions -> causal pre-LN blocks -> (B, L, d); pads give zeros."""
+
+    def __init__(self, d: int, n_heads: int, n_blocks: int, max_len: int, dropout: float):
+        super().__init__()
+        self.pos = nn.Embedding(max_len, d)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d, n_heads, dropout) for _ in range(n_blocks))
+        self.ln_final = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x: (B, L, d) item vectors of a left-padded sequence; valid: (B, L) bool
+        keep = valid.unsqueeze(-1).to(x.dtype)                                # (B, L, 1)
+        # Positions count from the first item of the window, so an item's position never depends on how
+        # many items come after it (right-aligned positions would leak the future's length).
+        positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)             # (B, L)
+        h = self.drop(x + self.pos(positions)) * keep
+        allowed = causal_mask(valid)
+        for block in self.blocks:
+            h = block(h, allowed) * keep                                      # pads stay zero
+        return self.ln_final(h) * keep
+
+
+class CrossDomainAttention(nn.Module):
+    """Single-domain states attend to mixed-sequence states no later than their own time (one pre-LN block)."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.ln_q = nn.LayerNorm(d)
+        self.ln_kv = nn.LayerNorm(d)
+        self.attn = MaskedAttention(d, n_heads, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, single: torch.Tensor, mixed: torch.Tensor, mixed_time: torch.Tensor,
+                mixed_valid: torch.Tensor) -> torch.Tensor:
+        # single: (B, L, d); mixed: (B, L, d); mixed_time: (B, L) column in the mixed window of each
+        # single-domain item (-1: before the window or padding); mixed_valid: (B, L) bool
+        cols = torch.arange(mixed.shape[1], device=mixed.device)
+        allowed = (cols.view(1, 1, -1) <= mixed_time.unsqueeze(-1)) & mixed_valid.unsqueeze(1)  # (B, L, L)
+        return self.drop(self.attn(self.ln_q(single), self.ln_kv(mixed), allowed))           # (B, L, d)

@@ -1,0 +1,80 @@
+"""The single-domain baseline: one SASRec per domain, each trained on its own domain's subsequences.
+
+It shares the item-vector code with LLM-EMF (ID by default; modalities fuse early if switched on) but
+never sees the other domain: the X model reads only S^X and predicts the next X item, and likewise for Y.
+Full-softmax cross-entropy at every position (method.md's measured lesson).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llm_emf.config.model import ModelConfig
+
+from .batch import PAD, Ragged, single_domain_batch
+from .features import ItemFeatures
+from .items import EarlyFusion, ItemVectors
+from .layers import CausalEncoder
+from .llm_emf import _init_weights, modalities_of
+from .network import embed
+
+
+@dataclass
+class DomainBatch:
+    inputs: tuple[torch.Tensor, torch.Tensor]                # (B, L) X-only and Y-only windows, PAD = -1
+    targets: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, L) next D-item, PAD = -1
+
+    def to(self, device) -> "DomainBatch":
+        mv = lambda ts: None if ts is None else tuple(t.to(device, non_blocking=True) for t in ts)  # noqa: E731
+        return DomainBatch(mv(self.inputs), mv(self.targets))
+
+
+class SASRecPair(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None):
+        super().__init__()
+        self.cfg, self.n_x, self.n_y, self.max_len = cfg, n_x, n_y, cfg.max_len
+        self.vectors = ItemVectors(n_x + n_y, cfg.hidden_size, modalities_of(cfg), features)
+        self.fusion = EarlyFusion(self.vectors, cfg.image_weight, cfg.text_weight, cfg.learnable_weights)
+        self.encoders = nn.ModuleList(CausalEncoder(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,
+                                                    cfg.dropout) for _ in range(2))
+        self.apply(_init_weights)
+
+    def domain_slice(self, domain: int) -> slice:
+        return slice(0, self.n_x) if domain == 0 else slice(self.n_x, self.n_x + self.n_y)
+
+    def build_training_batch(self, sequences: Ragged) -> DomainBatch:
+        pairs = [single_domain_batch(sequences, self.n_x, d, self.max_len, training=True) for d in (0, 1)]
+        return DomainBatch(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+    def build_eval_batch(self, inputs: Ragged) -> DomainBatch:
+        return DomainBatch(tuple(single_domain_batch(inputs, self.n_x, d, self.max_len, training=False)[0]
+                                 for d in (0, 1)))
+
+    def _states(self, vecs: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
+        return self.encoders[domain](embed(vecs, items), items != PAD)        # (B, L, q)
+
+    def forward(self, batch: DomainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        vecs = self.fusion()                                                  # (n_items, q)
+        loss = vecs.sum() * 0.0
+        n = torch.zeros((), dtype=torch.long, device=vecs.device)
+        for d in (0, 1):
+            states = self._states(vecs, batch.inputs[d], d)                   # (B, L, q)
+            sel = batch.targets[d] != PAD                                     # (B, L)
+            if not bool(sel.any()):
+                loss = loss + states.sum() * 0.0
+                continue
+            sl = self.domain_slice(d)
+            logits = states[sel] @ vecs[sl].T                                 # (N, n_D)
+            loss = loss + F.cross_entropy(logits.float(), batch.targets[d][sel] - sl.start)
+            n = n + sel.sum()
+        return loss, n
+
+    @torch.no_grad()
+    def score(self, batch: DomainBatch, domain: int) -> torch.Tensor:
+        vecs = self.fusion()
+        states = self._states(vecs, batch.inputs[domain], domain)
+        return states[:, -1] @ vecs[self.domain_slice(domain)].T             # (B, n_D)

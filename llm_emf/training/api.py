@@ -1,0 +1,141 @@
+"""``train(cfg) -> TrainResult``: run training (Ray Train or in-process), then test at the best epochs.
+
+The driver side: pick the run folder (``train.storage/train.run_name``; the same name resumes), run the
+per-worker function through a ``TorchTrainer`` (or in-process when ``train.num_workers=0``), then load
+the final checkpoint, score the test split with each domain's best-validation model state, and write
+``results.json`` and ``history.json`` into the run folder. Tracking (MLflow) is wired by the caller
+from the returned history and results.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from llm_emf.config import Config, ConfigError, flatten_config
+from llm_emf.config.loader import to_dict
+from llm_emf.data.schema import Dataset
+from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
+from llm_emf.model import make_scorer
+from llm_emf.storage import Storage, is_remote
+
+from .checkpoint import load_state
+from .loop import train_loop_per_worker
+from .restore import load_models
+from .session import LocalSession
+
+
+@dataclass
+class TrainResult:
+    run_name: str
+    run_dir: str
+    checkpoint: str                       # the final checkpoint folder (holds the best per-domain states)
+    history: list[dict]                   # one flat dict per epoch (train_loss, valid/<protocol>/<domain>/<metric>)
+    best: dict[str, dict]                 # domain -> {"epoch", "mrr", "metrics" (validation at that epoch)}
+    test: EvalResult                      # test metrics, each domain from its best-validation state
+    results_path: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"run_name": self.run_name, "run_dir": self.run_dir, "checkpoint": self.checkpoint,
+                "epochs_run": len(self.history),
+                "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"], "valid": b["metrics"]}
+                         for d, b in self.best.items()},
+                "test": self.test.to_dict(), **self.extra}
+
+
+def default_run_name(cfg: Config) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.model.name}-{stamp}"
+
+
+def _run_ray(cfg: Config, run_name: str, storage: str, callbacks: Sequence, loop_config: dict) -> str:
+    """Run the TorchTrainer; returns the local path of the final checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                               resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=storage, callbacks=list(callbacks),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {run_name}: training reported no checkpoint")
+    if is_remote(result.checkpoint.path):
+        return result.checkpoint.to_directory()
+    return result.checkpoint.path
+
+
+def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | None = None,
+          session: LocalSession | None = None) -> TrainResult:
+    """Train ``cfg`` (dataset at ``data.output``) and test it; see the module docstring.
+
+    ``callbacks`` go to Ray Train's RunConfig (e.g. Tune's TuneReportCallback); ``session`` replaces the
+    in-process session in local mode (e.g. one that also reports to Tune); ``fail_once_after_epoch``
+    injects one worker crash, to test recovery.
+    """
+    cfg = copy.deepcopy(cfg)                       # paths and run name are filled in below
+    cfg.validate()
+    if not Path(cfg.data.output, "dataset.json").is_file():
+        raise ConfigError(f"data.output: expected a prepared dataset folder (run `llm-emf prepare`), "
+                          f"found no dataset.json in '{cfg.data.output}'")
+    cfg.data.output = str(Path(cfg.data.output).resolve())       # workers may run elsewhere
+    if cfg.model.features:
+        cfg.model.features = str(Path(cfg.model.features).resolve())
+    run_name = cfg.train.run_name or default_run_name(cfg)
+    cfg.train.run_name = run_name
+    storage = Storage(cfg.train.storage)
+    run_dir = storage.path(run_name)
+    loop_config = {"cfg": to_dict(cfg)}
+    if fail_once_after_epoch is not None:
+        loop_config.update(fail_once_after_epoch=fail_once_after_epoch,
+                           fail_marker=str(Path(run_dir) / "injected_failure.txt"))
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+
+    if cfg.train.num_workers == 0:
+        if is_remote(cfg.train.storage):
+            raise ConfigError(f"train.storage: local mode (train.num_workers=0) expects a local path, found "
+                              f"'{cfg.train.storage}'; use train.num_workers>=1 for remote storage")
+        session = session or LocalSession(run_dir, cfg.train.use_gpu)
+        try:
+            train_loop_per_worker(loop_config, session=session)
+        except RuntimeError as e:
+            if fail_once_after_epoch is None or "injected failure" not in str(e):
+                raise
+            # Local mode has no worker group to restart: resume in-process, as Ray's FailureConfig would.
+            train_loop_per_worker(loop_config, session=LocalSession(run_dir, cfg.train.use_gpu))
+        checkpoint = str(session.latest_path())
+    else:
+        if session is not None:
+            raise ValueError("train(session=...) is for local mode (train.num_workers=0) only")
+        checkpoint = _run_ray(cfg, run_name, storage.path(), callbacks, loop_config)
+    return finish(cfg, checkpoint, run_dir)
+
+
+def finish(cfg: Config, checkpoint: str, run_dir: str) -> TrainResult:
+    """Test each domain with its best state; write results.json and history.json into ``run_dir``."""
+    state = load_state(checkpoint)
+    _, dataset, models = load_models(checkpoint, Dataset.read(cfg.data.output))
+    scorers = {d: make_scorer(m, cfg.train.eval_batch_size) for d, m in models.items()}
+    test = evaluate(lambda rows, domain: scorers[domain](rows, domain), dataset, "test", cfg,
+                    protocols=protocols_from_config(cfg), scorer_name=cfg.model.name)
+    selection = state["selection"]
+    result = TrainResult(cfg.train.run_name, run_dir, checkpoint, list(state["history"]), selection["best"], test,
+                         extra={"stopped_early": selection["stale_epochs"] >= selection["patience"],
+                                "select_protocol": selection["protocol"], "config": flatten_config(cfg)})
+    storage = Storage(run_dir)
+    storage.write_json(storage.path("history.json"), {"history": result.history})
+    result.results_path = storage.path("results.json")
+    storage.write_json(result.results_path, json.loads(json.dumps(result.summary(), default=str)))
+    return result

@@ -1,0 +1,84 @@
+"""Training checkpoints: plain state dicts written with ``torch.save`` and read with ``weights_only=True``.
+
+A checkpoint is a folder holding ``state.pt`` (model, optimizer, scheduler, RNG states, epoch, history,
+best per-domain model states, early-stopping counters) and ``config.yaml`` (the resolved config, so
+``llm-emf recommend`` can rebuild the model from the folder alone). Nothing is pickled: RNG states are
+converted to tensors and plain Python values first.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from llm_emf.config import Config, save_config
+from llm_emf.config.loader import from_dict
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.yaml"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as weights_only-safe values."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),                                    # (version, tuple of ints, gauss)
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(state["torch"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A seed for (run seed, epoch, worker): reseeding each epoch makes a resumed run match an uninterrupted one."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / STATE_FILE)
+    save_config(cfg, folder / CONFIG_FILE)
+    return folder
+
+
+def load_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: expected a training checkpoint ({STATE_FILE}), found no such file")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_checkpoint_config(folder: str | Path) -> Config:
+    path = Path(folder) / CONFIG_FILE
+    mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cfg = from_dict(Config, mapping, source=str(path))
+    cfg.validate()
+    return cfg
+
+
+def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's state dict (kept as the best-so-far model of a domain)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}

@@ -1,0 +1,170 @@
+"""The per-worker training function: a pure function of its config dict (Ray's example style).
+
+``train_loop_per_worker({"cfg": <Config as a dict>})`` reads the prepared dataset, builds the model,
+resumes from the latest checkpoint if there is one, and per epoch: trains on its shard of the training
+sequences, validates (rank 0, through ``llm_emf.evaluation``), reports metrics and a checkpoint, and
+stops early when validation MRR stops improving. Ray touch-points are in ``session.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from llm_emf.config import Config
+from llm_emf.config.loader import from_dict
+from llm_emf.data.schema import Dataset
+from llm_emf.evaluation import evaluate
+from llm_emf.model import build_model, load_features_for, make_scorer
+from llm_emf.model.batch import sequences_of
+
+from .checkpoint import (clone_state, epoch_seed, load_state, rng_state, save_checkpoint, seed_everything,
+                         set_rng_state)
+from .selection import Selection, flat_metrics
+
+VALID_PROTOCOLS = ("sampled", "full")
+
+
+def config_from_dict(mapping: dict) -> Config:
+    cfg = from_dict(Config, mapping, source="train_loop_config")
+    cfg.validate()
+    return cfg
+
+
+def shard_indices(n: int, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
+    """DistributedSampler semantics: one seeded permutation per epoch, padded so every rank gets as many."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    total = math.ceil(n / world_size) * world_size
+    perm = np.concatenate([perm, perm[: total - n]])
+    return perm[rank::world_size]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config):
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) \
+        if cfg.train.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    warmup = cfg.train.warmup_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    return opt, sched
+
+
+def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cfg: Config, device,
+                desc: str = "train") -> float:
+    """One pass over ``indices``; returns the mean loss per supervised position (this worker)."""
+    model.train()
+    inner = model.module if hasattr(model, "module") else model
+    total, count = 0.0, 0
+    starts = range(0, len(indices), cfg.train.batch_size)
+    for start in tqdm(starts, desc=desc, mininterval=10, disable=None, leave=False):
+        rows = indices[start:start + cfg.train.batch_size]
+        batch = inner.build_training_batch(train_seqs.take(rows)).to(device)
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+            loss, n = model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach()) * int(n)
+        count += int(n)
+    return total / max(count, 1)
+
+
+def _all_reduce_mean(value: float, weight: int, world_size: int) -> float:
+    if world_size == 1 or not dist.is_initialized():
+        return value
+    t = torch.tensor([value * weight, float(weight)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0] / max(t[1], 1.0))
+
+
+def _broadcast_flag(flag: bool, world_size: int) -> bool:
+    """Rank 0 decides early stopping; every rank must leave the loop together (no pickling)."""
+    if world_size == 1 or not dist.is_initialized():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def train_loop_per_worker(config: dict, session=None) -> None:
+    """Train one worker. ``config["cfg"]`` is the Config as a dict; ``config.get("fail_once_after_epoch")``
+    (with ``config["fail_marker"]``) injects one crash, to test recovery."""
+    from .session import RaySession
+
+    cfg = config_from_dict(config["cfg"])
+    session = session or RaySession()
+    rank, world = session.rank, session.world_size
+    seed_everything(cfg.seed)
+
+    dataset = Dataset.read(cfg.data.output)
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items))
+    optimizer, scheduler = build_optimizer(model, cfg)
+    selection = Selection(cfg.train.select_protocol, cfg.train.patience)
+    history: list[dict] = []
+    best_states: dict[str, dict] = {}
+    start_epoch = 0
+    with session.latest_checkpoint() as folder:
+        if folder is not None:
+            state = load_state(folder)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            selection = Selection.from_state(state["selection"])
+            history, best_states, start_epoch = list(state["history"]), dict(state["best_states"]), state["epoch"]
+    model = session.prepare_model(model)
+    inner = model.module if hasattr(model, "module") else model
+    device = session.device
+
+    train_rows = dataset.split("train")
+    train_seqs = sequences_of(train_rows)
+    train_seqs = train_seqs.take(np.flatnonzero(train_seqs.lengths >= 2))   # a single item supervises nothing
+    stopped = selection.should_stop or start_epoch >= cfg.train.epochs
+    if stopped and history:
+        # Resumed after the run had finished: report the final state again so the caller gets a result.
+        _report_checkpoint(session, rank, history[-1], inner, optimizer, scheduler, selection, history,
+                           best_states, start_epoch, cfg)
+    epoch = start_epoch
+    while not stopped:
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
+        indices = shard_indices(len(train_seqs.starts), cfg.seed, epoch, rank, world)
+        loss = train_epoch(model, optimizer, scheduler, train_seqs, indices, cfg, device,
+                           desc=f"epoch {epoch + 1}")
+        loss = _all_reduce_mean(loss, len(indices), world)
+        epoch += 1
+        metrics = {"epoch": epoch, "train_loss": loss, "world_size": world}
+        if rank == 0:
+            valid = evaluate(make_scorer(inner, cfg.train.eval_batch_size, device), dataset, "valid", cfg,
+                             protocols=VALID_PROTOCOLS, scorer_name=cfg.model.name)
+            for domain in selection.update(epoch, valid.metrics):
+                best_states[domain] = clone_state(inner)
+            metrics.update(flat_metrics(valid.metrics, "valid"))
+            metrics["valid_mrr"] = float(np.nanmean([valid.metrics[cfg.train.select_protocol][d]["MRR"]
+                                                     for d in valid.domains]))
+            metrics["best_valid_mrr"] = selection.mean_best_mrr()
+            metrics["stale_epochs"] = selection.stale_epochs
+            history.append(metrics)
+        stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
+        _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
+                           best_states, epoch, cfg)
+        if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
+            Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
+            raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
+
+
+def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,
+                       epoch, cfg) -> None:
+    if rank != 0:
+        session.report(metrics, None)
+        return
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "rng": rng_state(), "selection": selection.state(),
+             "history": history, "best_states": best_states}
+    with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
+        save_checkpoint(tmp, state, cfg)
+        session.report(metrics, tmp)

@@ -1,0 +1,77 @@
+"""Load a trained run back: find its checkpoint, rebuild its models, and offer a scorer or top-k lists.
+
+A run is addressed by its run folder (``train.storage/run_name``) or directly by a checkpoint folder.
+The model is rebuilt from the checkpoint's own ``config.yaml``; each domain uses its best-validation state.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llm_emf.config import Config, ConfigError
+from llm_emf.data.schema import Dataset
+from llm_emf.model import build_model, load_features_for, make_scorer
+from llm_emf.model.batch import Ragged
+
+from .checkpoint import STATE_FILE, load_checkpoint_config, load_state
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder of ``path``: itself, the one results.json names, or the newest one inside."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    if not path.is_dir():
+        raise ConfigError(f"expected a run folder or checkpoint folder, found no such folder '{path}'")
+    results = path / "results.json"
+    if results.is_file():
+        named = Path(json.loads(results.read_text(encoding="utf-8")).get("checkpoint", ""))
+        if (named / STATE_FILE).is_file():
+            return named
+    found = sorted(path.rglob(STATE_FILE), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ConfigError(f"{path}: expected a training checkpoint ({STATE_FILE}) inside, found none")
+    return found[-1].parent
+
+
+def load_models(run: str | Path, dataset: Dataset | None = None) -> tuple[Config, Dataset, dict[int, torch.nn.Module]]:
+    """(config of the run, dataset, {domain: model with that domain's best-validation state})."""
+    folder = find_checkpoint(run)
+    cfg = load_checkpoint_config(folder)
+    dataset = dataset if dataset is not None else Dataset.read(cfg.data.output)
+    state = load_state(folder)
+    features = load_features_for(cfg.model, dataset.items)
+    models = {}
+    for d, name in enumerate(dataset.meta.domains):
+        model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
+        model.load_state_dict(state["best_states"].get(name, state["model"]))
+        models[d] = model.eval()
+    return cfg, dataset, models
+
+
+def load_scorer(run: str | Path, dataset: Dataset, cfg: Config | None = None):
+    """The evaluator's scorer for a trained run (each domain scored by its best-validation model)."""
+    run_cfg, dataset, models = load_models(run, dataset)
+    batch_size = (cfg or run_cfg).train.eval_batch_size
+    scorers = {d: make_scorer(m, batch_size) for d, m in models.items()}
+    return lambda rows, domain: scorers[domain](rows, domain)
+
+
+def recommend(models: dict[int, torch.nn.Module], history: list[int], domain: int, k: int,
+              exclude_seen: bool = True) -> list[tuple[int, float]]:
+    """Top-k ``(item_index, score)`` of ``domain`` for a user whose history is ``history`` (item indices)."""
+    model = models[domain]
+    inputs = Ragged(np.asarray(history, dtype=np.int64), np.array([0]), np.array([len(history)]))
+    with torch.no_grad():
+        scores = model.score(model.build_eval_batch(inputs), domain)[0].float()   # (n_D,)
+    lo = model.domain_slice(domain).start
+    if exclude_seen:
+        seen = np.asarray([i - lo for i in history if 0 <= i - lo < scores.shape[0]], dtype=np.int64)
+        scores[torch.from_numpy(seen)] = -torch.inf
+    k = min(k, int(torch.isfinite(scores).sum()))
+    top = torch.topk(scores, k)
+    return [(int(i) + lo, float(s)) for s, i in zip(top.values, top.indices)]
