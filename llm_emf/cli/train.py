@@ -14,9 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
-    from llm_emf.training import train   # imported late: torch and Ray are slow to import
+    # imported late: torch and Ray are slow to import
+    from llm_emf.training import train
+    from llm_emf.training.tracked import train_tracked
 
-    result = train(cfg)
+    result = train_tracked(cfg) if cfg.tracking.enabled else train(cfg)
     if args.quiet:
         print(result.results_path)
         return 0
