@@ -81,8 +81,10 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
     cfg.train.run_name = f"{trial.get_trial_name()}"
     cfg.train.storage = str(Path(trial.get_trial_dir()) / "train")
     name = f"{cfg.tune.name}/{trial.get_trial_name()}"
-    with Tracker(cfg, name, uri=tracking_uri, parent_run_id=parent_run_id,
-                 tags={"trial_id": trial.get_trial_id(), **{f"param.{k}": v for k, v in params.items()}}) as tr:
+    tr = Tracker(cfg, name, uri=tracking_uri, parent_run_id=parent_run_id,
+                 tags={"trial_id": trial.get_trial_id(), **{f"param.{k}": v for k, v in params.items()}}).start()
+    finished = False
+    try:
         if cfg.train.num_workers == 0:
             session = TuneSession(Path(cfg.train.storage) / cfg.train.run_name, tracker=tr, use_gpu=cfg.train.use_gpu)
             result = train(cfg, session=session)
@@ -92,9 +94,21 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
         tr.log_results(result.test)
         tr.log_training_curves(result.history, Path(result.run_dir) / "training_curves.png")
         tr.log_checkpoint(result.checkpoint)
+        finished = True
         # The last report carries the test metrics at the best validation epochs (what the sweep prints).
-        final = {**result.history[-1], **_test_metrics(result.test.to_dict())}
-        ray.tune.report(final)
+        ray.tune.report({**result.history[-1], **_test_metrics(result.test.to_dict())})
+    except SystemExit:
+        # Tune ends a trial from inside report(): ASHA stopped it, or it reached max_t after finishing.
+        # Status first: Tune may tear the trial's process down soon after this thread ends.
+        tr.set_tags({"stopped_early": str(not finished).lower()})
+        tr.end("FINISHED" if finished else "KILLED")
+        raise
+    except BaseException as e:
+        tr.set_tags({"failure": f"{type(e).__name__}: {e}"})
+        tr.end("FAILED")
+        raise
+    tr.set_tags({"stopped_early": "false"})
+    tr.end("FINISHED")
 
 
 def _test_metrics(result: dict) -> dict:
@@ -121,7 +135,7 @@ def max_concurrent(cfg: Config) -> int:
     return max(1, int(res.get("CPU", 1) // per_trial)) if per_trial > 0 else 1
 
 
-def run_sweep(cfg: Config, log=print) -> SweepResult:
+def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepResult:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -162,7 +176,7 @@ def run_sweep(cfg: Config, log=print) -> SweepResult:
                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs + 1,
                                         grace_period=cfg.tune.grace_period,
                                         reduction_factor=cfg.tune.reduction_factor)),
-            run_config=tune.RunConfig(name=cfg.tune.name, storage_path=storage.path(),
+            run_config=tune.RunConfig(name=cfg.tune.name, storage_path=storage.path(), callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=cfg.tune.max_retries),
                                       verbose=1 if os.environ.get("LLM_EMF_QUIET") is None else 0))
     grid = tuner.fit()
