@@ -10,6 +10,8 @@ from .loader import help_field
 @dataclass
 class TuneConfig:
     space: str = help_field("tune_spaces/fusion.yaml", "(str) search-space YAML file")
+    search: str = help_field("optuna", "(str) optuna (TPE, seeded) or random (Tune's seeded variant generator; "
+                             "always used for spaces with a grid)", choices=("optuna", "random"))
     num_samples: int = help_field(8, "(int) trials", min=1)
     max_concurrent_trials: int = help_field(0, "(int) concurrent trials; 0 derives it from the cluster's CPUs/GPUs",
                                             min=0)

@@ -282,6 +282,24 @@ class Tracker:
                     return runs
         return self._guard(search) or []
 
+    def close_children(self, decide) -> int:
+        """Settle children whose process ended before it could close them (e.g. a trial Tune stopped):
+        ``decide(run) -> (status, tags) | None`` for each child; None leaves it alone. Returns how many."""
+        def close(c):
+            n = 0
+            for run in self.child_runs():
+                verdict = decide(run)
+                if verdict is None:
+                    continue
+                status, tags = verdict
+                for key, value in tags.items():
+                    c.set_tag(run.info.run_id, key, value)
+                if run.info.status != status:
+                    c.set_terminated(run.info.run_id, status)
+                n += 1
+            return n
+        return self._guard(close) or 0
+
     def mark_best(self, child_run_id: str) -> None:
         """Tag ``best_trial=true`` on the child (false on any previous best) and ``best_run_id`` on this run."""
         def tag(c):

@@ -6,7 +6,8 @@
     train.lr: {loguniform: [1.0e-4, 3.0e-3]}
 
 Distributions: ``uniform [lo, hi]``, ``quniform [lo, hi, q]``, ``loguniform [lo, hi]``, ``randint [lo, hi)``,
-``choice [a, b, ...]``. Every key must exist in the config tree and every value the distribution can
+``choice [a, b, ...]``, and ``grid [a, b, ...]`` (every value, in order, once per sample; a space with a
+grid is searched by Tune's seeded variant generator instead of Optuna). Every key must exist in the config tree and every value the distribution can
 produce must be valid for that field (type, bounds, choices); errors name the file and the key.
 """
 
@@ -22,7 +23,7 @@ import yaml
 from llm_emf.config import Config, ConfigError
 from llm_emf.config.loader import check_field_value, lookup_field, set_value
 
-DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice")
+DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice", "grid")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Param:
             return tune.loguniform(*self.args)
         if self.kind == "randint":
             return tune.randint(*self.args)
+        if self.kind == "grid":
+            return tune.grid_search(list(self.args))
         return tune.choice(list(self.args))
 
 
@@ -73,7 +76,7 @@ def _check_against_config(path: str, p: Param) -> None:
     """Every value the distribution can produce must be acceptable to the field."""
     f, ann = lookup_field(Config, p.key, where=path)
     where = _where(path, p.key)
-    if p.kind == "choice":
+    if p.kind in ("choice", "grid"):
         probes = list(p.args)
     elif p.kind == "randint":
         probes = [int(p.args[0]), int(p.args[1]) - 1]
@@ -105,6 +108,10 @@ def load_space(path: str | Path) -> dict[str, Param]:
         _check_against_config(str(path), param)
         space[param.key] = param
     return space
+
+
+def has_grid(space: dict[str, Param]) -> bool:
+    return any(p.kind == "grid" for p in space.values())
 
 
 def to_param_space(space: dict[str, Param]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict, to_dict
 from llm_emf.storage import Storage
 from llm_emf.training.session import LocalSession
-from llm_emf.tuning.space import apply_params, load_space, to_param_space
+from llm_emf.tuning.space import apply_params, has_grid, load_space, to_param_space
 
 METRIC, MODE = "valid_mrr", "max"
 
@@ -99,9 +99,10 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
         ray.tune.report({**result.history[-1], **_test_metrics(result.test.to_dict())})
     except SystemExit:
         # Tune ends a trial from inside report(): ASHA stopped it, or it reached max_t after finishing.
-        # Status first: Tune may tear the trial's process down soon after this thread ends.
-        tr.set_tags({"stopped_early": str(not finished).lower()})
+        # Status first: Tune may tear the trial's process down soon after this thread ends (the driver
+        # closes any child left RUNNING, see run_sweep).
         tr.end("FINISHED" if finished else "KILLED")
+        tr.set_tags({"stopped_early": str(not finished).lower()})
         raise
     except BaseException as e:
         tr.set_tags({"failure": f"{type(e).__name__}: {e}"})
@@ -109,6 +110,14 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
         raise
     tr.set_tags({"stopped_early": "false"})
     tr.end("FINISHED")
+
+
+def _closing_status(run) -> tuple[str, dict] | None:
+    """A trial's run that was not fully closed: finished if it logged test results, else stopped early."""
+    if run.info.status != "RUNNING" and "stopped_early" in run.data.tags:
+        return None
+    tested = any(k.startswith("metrics/") for k in run.data.metrics)
+    return ("FINISHED", {"stopped_early": "false"}) if tested else ("KILLED", {"stopped_early": "true"})
 
 
 def _test_metrics(result: dict) -> dict:
@@ -135,12 +144,20 @@ def max_concurrent(cfg: Config) -> int:
     return max(1, int(res.get("CPU", 1) // per_trial)) if per_trial > 0 else 1
 
 
+def _searcher(cfg: Config, space: dict):
+    """Optuna (seeded) by default; Tune's seeded variant generator for grids or when asked."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    if cfg.tune.search == "random" or has_grid(space):
+        return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=max_concurrent(cfg))
+    return OptunaSearch(seed=cfg.seed)
+
+
 def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepResult:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     from llm_emf.tracking import Tracker
 
     space = load_space(cfg.tune.space)
@@ -172,14 +189,17 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode=MODE, num_samples=cfg.tune.num_samples,
                 max_concurrent_trials=max_concurrent(cfg),
-                search_alg=OptunaSearch(seed=cfg.seed),
+                search_alg=_searcher(cfg, space),
                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs + 1,
                                         grace_period=cfg.tune.grace_period,
                                         reduction_factor=cfg.tune.reduction_factor)),
             run_config=tune.RunConfig(name=cfg.tune.name, storage_path=storage.path(), callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=cfg.tune.max_retries),
                                       verbose=1 if os.environ.get("LLM_EMF_QUIET") is None else 0))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        parent.close_children(_closing_status)   # trials whose process ended before closing its run
     best = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
     best_params = {k: v for k, v in best.config.items() if k in space}
     best_cfg = apply_params(copy.deepcopy(cfg), best_params)
@@ -188,9 +208,10 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
     save_config(best_cfg, best_path)
     stopped = sum(1 for r in grid if r.metrics and r.metrics.get("training_iteration", 0) < cfg.train.epochs + 1
                   and not any(k.startswith("test/") for k in r.metrics))
+    parent_run_id = parent.run_id if parent.active else None
     if parent.active:
         parent.tag_best_child("best_valid_mrr", "max")
         parent.log_artifact(best_path)
         parent.end()
     return SweepResult(cfg.tune.name, path, best_params, dict(best.metrics or {}), best_path, len(grid), stopped,
-                       parent.run_id if parent.active else None)
+                       parent_run_id)

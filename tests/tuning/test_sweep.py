@@ -1,0 +1,145 @@
+"""Ray Tune sweeps on the bundled sample: 4 trials, ASHA stopping, MLflow parent/children, resume, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_emf.cli.main import main as cli_main
+from llm_emf.config import load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def sample_dataset(tmp_path_factory):
+    from llm_emf.data.prepare import prepare_dataset
+
+    out = tmp_path_factory.mktemp("sample")
+    prepare_dataset(load_config(None, ["data.source=sample", f"data.output={out}"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cfg(dataset, tmp_path, space, *extra):
+    return load_config(None, [
+        f"data.output={dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "model.hidden_size=16", "train.epochs=3",
+        "train.batch_size=64", "eval.n_negatives=49", "eval.protocol=sampled", "train.select_protocol=sampled",
+        "tune.cpus_per_trial=0.5", "seed=3", *extra])
+
+
+def _runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("llm-emf")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_four_trial_sweep_tracks_parent_and_children(sample_dataset, local_ray, tmp_path):
+    from llm_emf.tuning.sweep import run_sweep
+
+    root = Path(__file__).resolve().parents[2]
+    res = run_sweep(_cfg(sample_dataset, tmp_path, root / "tune_spaces/attention.yaml", "tune.num_samples=4"),
+                    log=lambda *_: None)
+    assert res.n_trials == 4
+    best = yaml.safe_load(Path(res.best_config_path).read_text())
+    assert best["model"]["n_heads"] == res.best_params["model.n_heads"]
+    assert load_config(res.best_config_path).model.n_blocks == res.best_params["model.n_blocks"]
+
+    client, runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == res.parent_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == res.parent_run_id
+    assert len(children) == 4
+    for child in children:
+        assert child.data.params["model.n_heads"] in {"1", "2", "4"}
+        assert child.data.metrics["train_loss"] > 0
+        assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert child.info.status in ("FINISHED", "KILLED")
+    best_children = [c for c in children if c.data.tags.get("best_trial") == "true"]
+    assert len(best_children) == 1
+    assert parents[0].data.tags["best_run_id"] == best_children[0].info.run_id
+
+
+def test_asha_stops_a_trial_that_cannot_learn(sample_dataset, local_ray, tmp_path):
+    """lr=0 never improves on its first validation; run after a learning trial, ASHA must cut it at rung 1."""
+    from llm_emf.tuning.sweep import run_sweep
+
+    space = tmp_path / "lr.yaml"
+    space.write_text("train.lr: {grid: [0.01, 0.0]}\n")      # in this order, one trial at a time
+    res = run_sweep(_cfg(sample_dataset, tmp_path, space, "tune.num_samples=2", "tune.max_concurrent_trials=1",
+                         "tune.grace_period=1", "train.epochs=4", "model.dropout=0.0"), log=lambda *_: None)
+    _, runs = _runs(tmp_path)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    lrs = [r.data.params["train.lr"] for r in children]
+    assert sorted(lrs) == ["0.0", "0.0", "0.01", "0.01"]
+    stopped = [r for r in children if r.data.tags.get("stopped_early") == "true"]
+    assert stopped, "ASHA stopped no trial"
+    assert all(r.data.params["train.lr"] == "0.0" for r in stopped)
+    assert res.best_params["train.lr"] == 0.01
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sample_dataset, local_ray, tmp_path):
+    from ray.tune import Callback
+
+    from llm_emf.tuning.sweep import run_sweep
+
+    class Interrupt(Callback):
+        """Stop the driver while the second trial runs, after the first has finished and closed its run."""
+
+        def __init__(self, marker):
+            self.completed = set()
+            self.marker = marker
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.completed.add(trial.trial_id)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            # Once only (a file, not memory: Tuner.restore brings back a pickled copy of this callback).
+            if self.completed and trial.trial_id not in self.completed and not self.marker.exists():
+                self.marker.write_text(trial.trial_id)
+                raise RuntimeError("simulated driver interruption")
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = _cfg(sample_dataset, tmp_path, root / "tune_spaces/optim.yaml", "tune.num_samples=3",
+               "tune.max_concurrent_trials=1", "tune.name=resumable", "train.epochs=2")
+    try:
+        run_sweep(cfg, log=lambda *_: None, callbacks=[Interrupt(tmp_path / 'interrupted')])
+    except BaseException:   # Tune may wrap the interruption
+        pass
+    client, runs = _runs(tmp_path)
+    done_before = {r.data.tags["trial_id"] for r in runs if r.info.status == "FINISHED" and "trial_id" in r.data.tags}
+    assert len(done_before) == 1
+
+    res = run_sweep(cfg, log=lambda *_: None)
+    assert res.n_trials == 3
+    _, runs = _runs(tmp_path)
+    per_trial: dict[str, list[str]] = {}
+    for r in runs:
+        if "trial_id" in r.data.tags:
+            per_trial.setdefault(r.data.tags["trial_id"], []).append(r.info.status)
+    assert len(per_trial) == 3
+    for trial_id in done_before:
+        assert per_trial[trial_id] == ["FINISHED"], f"finished trial {trial_id} was run again"
+
+
+@pytest.mark.unit
+def test_bad_space_file_is_a_clear_cli_error(tmp_path, capsys):
+    space = tmp_path / "bad.yaml"
+    space.write_text("model.n_head: {choice: [1, 2]}\n")
+    assert cli_main(["tune", "--space", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "did you mean 'model.n_heads'" in err
