@@ -45,3 +45,10 @@ def test_setup_installs_gpu_extra_and_dashboard_stays_local(cluster):
     assert any("[gpu]" in c for c in cluster["setup_commands"])
     start = " ".join(cluster["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in start
+
+
+def test_token_authentication_is_on_everywhere(cluster):
+    assert "~/.ray/auth_token" in cluster["file_mounts"]
+    for cmd in cluster["head_start_ray_commands"] + cluster["worker_start_ray_commands"]:
+        if "ray start" in cmd:
+            assert "RAY_AUTH_MODE=token" in cmd
