@@ -35,3 +35,19 @@ def plain_sample(tmp_path, sample_dir) -> Path:
     for gz in sample_dir.glob("*.gz"):
         (out / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
     return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_ray_per_module():
+    """Each test module starts and ends without a Ray connection: jobs started in-process (run_enrich,
+    train) call ray.init() when needed and leave it up; the next module must not inherit it."""
+    import sys
+
+    def shutdown():
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    shutdown()
+    yield
+    shutdown()

@@ -10,6 +10,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,14 @@ def _submit(head, storage: Path, mlflow_uri: str, env_extra: dict | None = None)
            "--runtime-env-json", json.dumps(runtime_env), "--",
            sys.executable, "-m", "workflows.pipeline", "--config", "configs/smoke.yaml",
            f"pipeline.storage={storage}"]
-    return subprocess.run(cmd, env={**head["env"], **(env_extra or {})}, capture_output=True, text=True,
-                          timeout=900)
+    for _ in range(30):
+        res = subprocess.run(cmd, env={**head["env"], **(env_extra or {})}, capture_output=True, text=True,
+                             timeout=900)
+        # A head that has just started may not have its job agent up yet (HTTP 500 "No available agent").
+        if "No available agent" not in res.stderr + res.stdout:
+            return res
+        time.sleep(2)
+    return res
 
 
 def test_submission_without_the_token_is_refused(ray_head):
