@@ -153,6 +153,9 @@ def check_field_value(f: dataclasses.Field, ann: Any, value: Any, where: str) ->
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{where}: expected one of {list(meta['choices'])}, found {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if ("min" in meta or "max" in meta) and value != value:   # nan passes every < / > comparison
+            raise ConfigError(f"{where}: expected a number in [{meta.get('min', '-inf')}, {meta.get('max', 'inf')}], "
+                              f"found nan")
         if "min" in meta and value < meta["min"]:
             raise ConfigError(f"{where}: expected a value >= {meta['min']}, found {value!r}")
         if "max" in meta and value > meta["max"]:
@@ -248,16 +251,29 @@ def _is_dict_field(cfg_cls: type, key: str) -> bool:
     return get_origin(ann) is dict or ann is dict
 
 
+def safe_yaml_load(text: str, where: str) -> Any:
+    """``yaml.safe_load`` whose every failure is a ConfigError naming ``where`` (and the line when known).
+
+    PyYAML's constructors raise plain ValueError / IndexError on scalars such as ``2001-13-45``, ``!!int``
+    or ``!!float x``, and RecursionError on absurdly deep nesting; a user must see a config error, not a trace.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    except (ValueError, IndexError, TypeError, OverflowError, RecursionError) as e:
+        raise ConfigError(f"{where}: not a valid YAML value ({e.__class__.__name__}: {e})") from None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``'model.n_heads=4'`` -> ``('model.n_heads', 4)`` using YAML scalars, never eval."""
     if "=" not in text:
         raise ConfigError(f"override '{text}': expected key=value (e.g. model.n_heads=4)")
     key, raw = text.split("=", 1)
     key = key.strip()
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override '{text}': the value is not valid YAML ({e.__class__.__name__})") from None
+    value = safe_yaml_load(raw, f"override '{text}'") if raw.strip() else ""
     return key, value
 
 
@@ -269,13 +285,10 @@ def load_config(cfg_cls: type, path: str | Path | None = None, overrides: typing
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
         try:
-            mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
+        mapping = safe_yaml_load(text, str(path)) or {}
         apply_mapping(cfg, mapping, str(path))
     for text in overrides:
         key, value = parse_override(text)

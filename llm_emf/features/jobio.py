@@ -125,18 +125,30 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, schema: pa.Schem
                  summary: JobSummary, is_failed: Callable[[pa.Table], pa.Array] | None, total: int) -> None:
     """Write cached rows then each new batch to ``output`` (atomically), failed rows also to a side table.
 
-    Batches are consumed one at a time, so memory stays bounded by a few batches, not the catalog.
+    Batches are consumed one at a time, so memory stays bounded by a few batches, not the catalog. If producing
+    a batch raises (a failed Ray Data job, Ctrl-C), the batches finished so far are still published to
+    ``output`` before the error propagates, so a rerun only processes the rest. A hard kill (SIGKILL, OOM) of
+    this process leaves only ``output.partial`` (no Parquet footer, never read) and the previous ``output``.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     side = failed_path(output)
     side_writer = None
+    interrupted: BaseException | None = None
     start = time.perf_counter()
     with pq.ParquetWriter(tmp, schema) as writer, \
             tqdm(total=total, desc=summary.job, unit="item", disable=None, mininterval=5) as bar:
         for offset in range(0, cached.num_rows, 65536):
             writer.write_table(cached.slice(offset, 65536))
-        for batch in batches:
+        iterator = iter(batches)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except BaseException as e:  # the computation failed or was interrupted: keep what is finished
+                interrupted = e
+                break
             batch = batch.select(schema.names).cast(schema)
             writer.write_table(batch)
             summary.done += batch.num_rows
@@ -156,6 +168,8 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, schema: pa.Schem
     else:
         side.unlink(missing_ok=True)  # a stale side table from an earlier run would mislead
     summary.output = str(output)
+    if interrupted is not None:
+        raise interrupted
 
 
 def table_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:

@@ -3,11 +3,13 @@
 A checkpoint is a folder holding ``state.pt`` (model, optimizer, scheduler, RNG states, epoch, history,
 best per-domain model states, early-stopping counters) and ``config.yaml`` (the resolved config, so
 ``llm-emf recommend`` can rebuild the model from the folder alone). Nothing is pickled: RNG states are
-converted to tensors and plain Python values first.
+converted to tensors and plain Python values first. ``state.pt.sha256`` holds the state file's sha256, so a
+truncated or corrupted file is detected on load (``CorruptCheckpoint``) instead of resuming from garbage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,12 @@ from llm_emf.config import Config, save_config
 from llm_emf.config.loader import from_dict
 
 STATE_FILE = "state.pt"
+DIGEST_FILE = STATE_FILE + ".sha256"
 CONFIG_FILE = "config.yaml"
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint's state file is truncated, corrupted, or does not match its recorded sha256."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,15 +67,46 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / STATE_FILE)
+    (folder / DIGEST_FILE).write_text(file_sha256(folder / STATE_FILE) + "\n", encoding="ascii")
     save_config(cfg, folder / CONFIG_FILE)
     return folder
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_state_file(folder: str | Path) -> None:
+    """Raise CorruptCheckpoint unless ``state.pt`` exists and matches ``state.pt.sha256``.
+
+    Checkpoints written before the digest existed have no ``.sha256``; they pass here and a truncated one is
+    still caught by :func:`load_state` when torch cannot read it.
+    """
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise CorruptCheckpoint(f"{path}: expected a training checkpoint ({STATE_FILE}), found no such file")
+    digest = Path(folder) / DIGEST_FILE
+    if digest.is_file():
+        expected, found = digest.read_text(encoding="ascii").strip(), file_sha256(path)
+        if expected != found:
+            raise CorruptCheckpoint(f"{path}: expected sha256 {expected} (from {DIGEST_FILE}), found {found} "
+                                    f"({path.stat().st_size} bytes): truncated or corrupted")
 
 
 def load_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: expected a training checkpoint ({STATE_FILE}), found no such file")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    verify_state_file(folder)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError) as e:   # e.g. a truncated zip archive
+        raise CorruptCheckpoint(f"{path}: expected a readable torch state file, found {type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def load_checkpoint_config(folder: str | Path) -> Config:

@@ -32,7 +32,8 @@ def find_checkpoint(path: str | Path) -> Path:
         named = Path(json.loads(results.read_text(encoding="utf-8")).get("checkpoint", ""))
         if (named / STATE_FILE).is_file():
             return named
-    found = sorted(path.rglob(STATE_FILE), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in path.rglob(STATE_FILE) if not p.parent.name.startswith("corrupt")),  # set aside
+                   key=lambda p: p.stat().st_mtime)
     if not found:
         raise ConfigError(f"{path}: expected a training checkpoint ({STATE_FILE}) inside, found none")
     return found[-1].parent

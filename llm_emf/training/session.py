@@ -12,10 +12,13 @@ import contextlib
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from .checkpoint import DIGEST_FILE, CorruptCheckpoint, load_state, verify_state_file
 
 KEEP_CHECKPOINTS = 2
 
@@ -90,11 +93,31 @@ class LocalSession:
             shutil.rmtree(old)
 
     def latest_path(self) -> Path | None:
+        """The newest checkpoint whose state file verifies; a corrupt one is set aside with a warning.
+
+        A corrupt checkpoint is renamed ``corrupt_checkpoint_*`` (kept for inspection, out of the pruning
+        and resume order) and the one before it is used, so a damaged latest file costs one epoch, not the run.
+        """
         marker = self.checkpoints / "latest.json"
         if not marker.is_file():
             return None
-        path = self.checkpoints / json.loads(marker.read_text())["name"]
-        return path if path.is_dir() else None
+        latest = json.loads(marker.read_text())["name"]
+        candidates = sorted((p for p in self.checkpoints.glob("checkpoint_*") if p.name <= latest), reverse=True)
+        for path in candidates:
+            try:
+                verify_state_file(path)
+                if not (path / DIGEST_FILE).is_file():
+                    load_state(path)    # an older checkpoint without a digest: torch must at least read it
+            except CorruptCheckpoint as e:
+                aside, n = path.with_name("corrupt_" + path.name), 1
+                while aside.exists():
+                    aside, n = path.with_name(f"corrupt{n}_{path.name}"), n + 1
+                path.rename(aside)
+                warnings.warn(f"checkpoint {path.name} is corrupt ({e}); moved to {aside.name}, "
+                              f"resuming from the previous checkpoint", RuntimeWarning, stacklevel=2)
+                continue
+            return path
+        return None
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[Path | None]:

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.config.loader import check_field_value, lookup_field, set_value
+from llm_emf.config.loader import check_field_value, lookup_field, safe_yaml_load, set_value
 
 DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice", "grid")
 
@@ -48,6 +47,14 @@ class Param:
         return tune.choice(list(self.args))
 
 
+def _finite(number: int | float) -> bool:
+    """A bound Tune can sample from: not nan/inf, and an int small enough to become a float."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
 def _where(path: str, key: str) -> str:
     return f"{path}: {key}"
 
@@ -65,8 +72,12 @@ def _parse_entry(path: str, key: str, spec: Any) -> Param:
     if want is not None:
         if len(args) != want or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
             raise ConfigError(f"{where}: {kind} expects {want} numbers, found {args!r}")
+        if not all(_finite(a) for a in args):
+            raise ConfigError(f"{where}: {kind} expects finite numbers, found {args!r}")
         if args[0] >= args[1]:
             raise ConfigError(f"{where}: {kind} expects low < high, found [{args[0]}, {args[1]}]")
+        if kind == "quniform" and args[2] <= 0:
+            raise ConfigError(f"{where}: quniform expects a step q > 0, found {args[2]}")
         if kind == "loguniform" and args[0] <= 0:
             raise ConfigError(f"{where}: loguniform expects low > 0, found {args[0]}")
     return Param(key, kind, tuple(args))
@@ -79,9 +90,9 @@ def _check_against_config(path: str, p: Param) -> None:
     if p.kind in ("choice", "grid"):
         probes = list(p.args)
     elif p.kind == "randint":
-        probes = [int(p.args[0]), int(p.args[1]) - 1]
         if not all(isinstance(a, int) for a in p.args[:2]):
             raise ConfigError(f"{where}: randint expects integer bounds, found {list(p.args)}")
+        probes = [int(p.args[0]), int(p.args[1]) - 1]
     else:
         lo, hi = float(p.args[0]), float(p.args[1])
         probes = [lo, hi]
@@ -96,10 +107,10 @@ def load_space(path: str | Path) -> dict[str, Param]:
     if not path.is_file():
         raise ConfigError(f"search space '{path}' does not exist")
     try:
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}{f' line {mark.line + 1}' if mark else ''}: not valid YAML") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
+    mapping = safe_yaml_load(text, str(path))
     if not isinstance(mapping, dict) or not mapping:
         raise ConfigError(f"{path}: expected a mapping of config keys to distributions, found {mapping!r}")
     space = {}

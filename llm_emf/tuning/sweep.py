@@ -14,7 +14,7 @@ import contextlib
 import copy
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_emf.config import Config, ConfigError, save_config
@@ -36,6 +36,7 @@ class SweepResult:
     n_trials: int
     n_stopped_early: int
     parent_run_id: str | None
+    failed_trials: list[str] = field(default_factory=list)   # "params: error" of trials that failed every retry
 
 
 class TuneSession(LocalSession):
@@ -113,7 +114,10 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
 
 
 def _closing_status(run) -> tuple[str, dict] | None:
-    """A trial's run that was not fully closed: finished if it logged test results, else stopped early."""
+    """A trial's run that was not fully closed: finished if it logged test results, else stopped early.
+    A trial that raised (``failure`` tag, set by run_trial) stays FAILED: it was not stopped by ASHA."""
+    if "failure" in run.data.tags:
+        return None if run.info.status == "FAILED" else ("FAILED", {})
     if run.info.status != "RUNNING" and "stopped_early" in run.data.tags:
         return None
     tested = any(k.startswith("metrics/") for k in run.data.metrics)
@@ -200,6 +204,12 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
         grid = tuner.fit()
     finally:
         parent.close_children(_closing_status)   # trials whose process ended before closing its run
+    failed = [f"{ {k: v for k, v in r.config.items() if k in space} }: {type(r.error).__name__}: "
+              f"{str(r.error).strip().splitlines()[-1] if str(r.error).strip() else ''}" for r in grid if r.error]
+    for line in failed:   # Tune retried each of these tune.max_retries times; the sweep went on without them
+        log(f"trial failed after {cfg.tune.max_retries} retries: {line}")
+    if failed and len(failed) == len(grid):
+        raise RuntimeError(f"sweep {cfg.tune.name}: all {len(grid)} trials failed; first: {failed[0]}")
     best = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
     best_params = {k: v for k, v in best.config.items() if k in space}
     best_cfg = apply_params(copy.deepcopy(cfg), best_params)
@@ -214,4 +224,4 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
         parent.log_artifact(best_path)
         parent.end()
     return SweepResult(cfg.tune.name, path, best_params, dict(best.metrics or {}), best_path, len(grid), stopped,
-                       parent_run_id)
+                       parent_run_id, failed)

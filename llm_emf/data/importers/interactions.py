@@ -40,7 +40,13 @@ def read_rows(path: Path, required: tuple[str, ...], bad: BadRows) -> Iterator[t
         return
     header: list[str] | None = None
     for number, text in read_lines(path, bad):
-        fields = next(csv.reader([text]))
+        try:
+            fields = next(csv.reader([text]))
+        except csv.Error as e:  # e.g. a stray carriage return inside an unquoted field
+            if header is None:
+                raise DataError(path, number, "a CSV header row", f"unparsable CSV ({e})") from None
+            bad.report(path, number, "one CSV row", f"unparsable CSV ({e})", text)
+            continue
         if header is None:
             header = [f.strip() for f in fields]
             missing = [c for c in required if c not in header]
