@@ -48,8 +48,8 @@ def clip_label(spec: str, pretrained: str, seed: int) -> str:
         return f"open_clip:{name}:random(seed={seed})"
     path = Path(pretrained)
     if path.is_file():
-        from llm_emf.features.model_source import sha256_of
-        return f"open_clip:{name}:{path.name}@{sha256_of(path)[:12]}"
+        from llm_emf.hashing import file_sha256
+        return f"open_clip:{name}:{path.name}@{file_sha256(path)[:12]}"
     return f"open_clip:{name}:{pretrained}"
 
 

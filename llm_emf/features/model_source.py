@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_emf.config import ConfigError
+from llm_emf.hashing import file_sha256
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,6 @@ def _package_dir(package: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"features.enrich.model: package '{package}' is not installed (pip install it)")
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def assemble_embedded_gguf(name: str, dest: Path) -> Path:
@@ -98,7 +91,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     fresh.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(folder, gguf_file=fname).save_pretrained(tmp)
-    (tmp / "llm_emf_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha256_of(gguf)}))
+    (tmp / "llm_emf_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": file_sha256(gguf)}))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
@@ -134,7 +127,7 @@ def resolve_model(spec: str) -> Path | str:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ConfigError(f"features.enrich.model: GGUF file {path} does not exist")
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         out_dir = cache_root() / f"{path.stem}-{digest[:12]}"
         return out_dir if _cache_is_valid(out_dir, digest) else convert_gguf(path, out_dir)
     if path.is_dir():

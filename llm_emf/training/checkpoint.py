@@ -9,7 +9,6 @@ truncated or corrupted file is detected on load (``CorruptCheckpoint``) instead 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 
 from llm_emf.config import Config, save_config
 from llm_emf.config.loader import from_dict
+from llm_emf.hashing import file_sha256
 
 STATE_FILE = "state.pt"
 DIGEST_FILE = STATE_FILE + ".sha256"
@@ -70,14 +70,6 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> P
     (folder / DIGEST_FILE).write_text(file_sha256(folder / STATE_FILE) + "\n", encoding="ascii")
     save_config(cfg, folder / CONFIG_FILE)
     return folder
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_state_file(folder: str | Path) -> None:
