@@ -55,6 +55,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                           f"in the path, found '{cfg.eval.negatives_file}'")
     if args.dataset:
         cfg.data.output = args.dataset     # negatives default to living next to the dataset that is evaluated
+    elif args.run and cfg.data.output == Config().data.output:
+        # No dataset named: evaluate on the one the run was trained on (recorded in its checkpoint).
+        from llm_emf.training import find_checkpoint
+        from llm_emf.training.checkpoint import load_checkpoint_config
+        cfg.data.output = load_checkpoint_config(find_checkpoint(args.run)).data.output
     dataset = Dataset.read(cfg.data.output)
     if args.baseline:
         scorer, name = BASELINES[args.baseline](dataset), args.baseline

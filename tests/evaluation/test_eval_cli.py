@@ -69,7 +69,7 @@ def test_evaluating_a_trained_run_reproduces_its_test_metrics(tmp_path, capsys):
     assert main(["train", f"data.output={ds}", "train.epochs=1", f"train.storage={tmp_path / 'runs'}",
                  "train.run_name=t1", "model.hidden_size=16", "model.n_blocks=1", "tracking.enabled=false"]) == 0
     run = tmp_path / "runs" / "t1"
-    assert main(["evaluate", "--run", str(run), f"data.output={ds}"]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0      # the dataset comes from the run's own config
     assert "t1: test split of" in capsys.readouterr().out
     evaluated = json.loads((run / "evaluation.json").read_text())["splits"]["test"]
     trained = json.loads((run / "results.json").read_text())["test"]
