@@ -51,3 +51,13 @@ def _fresh_ray_per_module():
     shutdown()
     yield
     shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    # The test models are tiny (model and training tests): one thread is fastest, and on a shared 2-core machine two threads spin-wait.
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -277,18 +277,23 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """A YAML file's content; a missing file, non-UTF-8 bytes or bad YAML is a ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
+    return safe_yaml_load(text, str(path))
+
+
 def load_config(cfg_cls: type, path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Any:
     """Build a config: defaults, then the YAML file at ``path``, then the dotted ``overrides``."""
     cfg = cfg_cls()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
-        mapping = safe_yaml_load(text, str(path)) or {}
+        mapping = read_yaml_file(path, "config file") or {}
         apply_mapping(cfg, mapping, str(path))
     for text in overrides:
         key, value = parse_override(text)

@@ -20,7 +20,7 @@ from typing import Any
 
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.config.loader import check_field_value, lookup_field, safe_yaml_load, set_value
+from llm_emf.config.loader import check_field_value, lookup_field, read_yaml_file, set_value
 
 DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice", "grid")
 
@@ -104,13 +104,7 @@ def _check_against_config(path: str, p: Param) -> None:
 
 def load_space(path: str | Path) -> dict[str, Param]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search space '{path}' does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
-    mapping = safe_yaml_load(text, str(path))
+    mapping = read_yaml_file(path, "search space")
     if not isinstance(mapping, dict) or not mapping:
         raise ConfigError(f"{path}: expected a mapping of config keys to distributions, found {mapping!r}")
     space = {}
