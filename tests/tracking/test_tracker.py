@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def test_children_from_concurrent_processes_share_one_store(make_cfg, tmp_path):
         "    tr.log_history([{'epoch': e, 'valid/X/mrr': int(i) * 0.1 + e * 0.01} for e in (1, 2)])\n"
         "assert tr.error is None, tr.error\n"
     )
-    procs = [subprocess.Popen(["python", "-c", script, parent.uri, parent.run_id, str(i)], cwd=tmp_path,
+    procs = [subprocess.Popen([sys.executable, "-c", script, parent.uri, parent.run_id, str(i)], cwd=tmp_path,
                               stderr=subprocess.PIPE, text=True) for i in (1, 2)]
     for p in procs:
         _, err = p.communicate(timeout=120)
