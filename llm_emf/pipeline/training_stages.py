@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from llm_emf.config import Config
-from llm_emf.pipeline.stages import Stage, StageContext
+from llm_emf.pipeline.stages import MARKER, Stage, StageContext
 
 
 def _train(stage_cfg):
@@ -28,7 +27,7 @@ def _evaluate(stage_cfg):
         from llm_emf.training import load_scorer
 
         c = stage_cfg(cfg, ctx)
-        train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], "_SUCCESS.json"))
+        train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
         run_dir = train_done["summary"]["run_dir"]
         dataset = Dataset.read(c.data.output)
         scorer = load_scorer(run_dir, dataset, c)

@@ -45,7 +45,7 @@ def _prepare(cfg: Config, ctx: StageContext) -> dict:
     from llm_emf.data.prepare import prepare_dataset
 
     c = _stage_cfg(cfg, ctx)
-    ds, stats = prepare_dataset(c)
+    ds, _ = prepare_dataset(c)
     return {"items": list(ds.meta.n_items), "fingerprint": ds.meta.fingerprint,
             "quarantined_rows": ds.meta.quarantined_rows}
 

@@ -216,8 +216,8 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
     best_cfg.train.run_name = ""
     best_path = storage.path(cfg.tune.name, "best_config.yaml")
     save_config(best_cfg, best_path)
-    stopped = sum(1 for r in grid if r.metrics and r.metrics.get("training_iteration", 0) < cfg.train.epochs + 1
-                  and not any(k.startswith("test/") for k in r.metrics))
+    # A trial that ran to the end reports its test metrics last; one without them was stopped by ASHA.
+    stopped = sum(1 for r in grid if not r.error and r.metrics and not any(k.startswith("test/") for k in r.metrics))
     parent_run_id = parent.run_id if parent.active else None
     if parent.active:
         parent.tag_best_child("best_valid_mrr", "max")
