@@ -27,5 +27,7 @@ class ModelConfig:
     cross_attention: bool = help_field(True, "(bool) single-domain states attend to the mixed-sequence states")
     loss_weight: float = help_field(1.0, "(float) lambda, weight of the shared (mixed-state) loss term", min=0.0,
                                     max=100.0)
+    fused_loss: bool = help_field(True, "(bool) compute the full-softmax loss in row chunks with its gradient "
+                                  "fused in (same loss, less memory traffic; early fusion and sasrec)")
     features: str = help_field("", "(str) feature table (Parquet) with text/image embeddings; required when "
                                "use_text or use_image")

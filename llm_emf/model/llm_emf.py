@@ -20,6 +20,7 @@ from llm_emf.config.model import ModelConfig
 
 from .batch import PAD, MixedBatch, Ragged, mixed_batch, training_batch
 from .features import ItemFeatures
+from .fused_loss import linear_cross_entropy
 from .items import EarlyFusion, FusionWeight, ItemVectors
 from .network import PreferenceNetwork
 
@@ -98,6 +99,10 @@ class LLMEMF(nn.Module):
                 loss = loss + sum(s[3][d].sum() for s in streams) * 0.0
                 continue
             y = targets[in_d] - self.domain_slice(d).start                    # (N,)
+            if self.cfg.fusion == "early" and self.cfg.fused_loss:
+                loss = loss + self._fused_domain_loss(streams[0], in_d, y, d)
+                n = n + in_d.sum()
+                continue
             specific = self._log_probs(streams, lambda s: s[3][d][in_d], d)   # (N, n_D)
             loss = loss + F.nll_loss(specific.float(), y)
             if self.cfg.loss_weight > 0:                    # the item matmul dominates the step: skip it when unused
@@ -105,6 +110,18 @@ class LLMEMF(nn.Module):
                 loss = loss + self.cfg.loss_weight * F.nll_loss(shared.float(), y)
             n = n + in_d.sum()
         return loss, n
+
+    def _fused_domain_loss(self, stream, in_d: torch.Tensor, y: torch.Tensor, domain: int) -> torch.Tensor:
+        """The specific and shared terms of early fusion in one chunked softmax pass (same items)."""
+        _, vecs, mixed, combined = stream
+        rows, weights = [combined[domain][in_d]], [1.0]                       # (N, q)
+        if self.cfg.loss_weight > 0:
+            rows.append(mixed[in_d])
+            weights.append(self.cfg.loss_weight)
+        n = y.shape[0]
+        row_weights = torch.cat([torch.full((n,), w / n, device=y.device) for w in weights])
+        return linear_cross_entropy(torch.cat(rows), vecs[self.domain_slice(domain)], y.repeat(len(rows)),
+                                    row_weights)
 
     # -- inference --------------------------------------------------------------------------------
     def build_eval_batch(self, inputs: Ragged) -> MixedBatch:

@@ -17,6 +17,7 @@ from llm_emf.config.model import ModelConfig
 
 from .batch import PAD, Ragged, single_domain_batch
 from .features import ItemFeatures
+from .fused_loss import linear_cross_entropy
 from .items import EarlyFusion, ItemVectors
 from .layers import CausalEncoder
 from .llm_emf import _init_weights, modalities_of
@@ -68,8 +69,13 @@ class SASRecPair(nn.Module):
                 loss = loss + states.sum() * 0.0
                 continue
             sl = self.domain_slice(d)
-            logits = states[sel] @ vecs[sl].T                                 # (N, n_D)
-            loss = loss + F.cross_entropy(logits.float(), batch.targets[d][sel] - sl.start)
+            y = batch.targets[d][sel] - sl.start                              # (N,)
+            if self.cfg.fused_loss:
+                weights = torch.full(y.shape, 1.0 / y.shape[0], device=y.device)
+                loss = loss + linear_cross_entropy(states[sel], vecs[sl], y, weights)
+            else:
+                logits = states[sel] @ vecs[sl].T                             # (N, n_D)
+                loss = loss + F.cross_entropy(logits.float(), y)
             n = n + sel.sum()
         return loss, n
 

@@ -185,3 +185,23 @@ def test_loss_matches_a_per_position_reference():
                     out.append(-torch.log_softmax(logits, 0)[target - lo])
         expected += torch.stack(spec).mean() + 0.5 * torch.stack(shared).mean()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [dict(use_text=True, use_image=True), dict(name="sasrec")])
+def test_fused_loss_gives_the_unfused_loss_and_gradients(extra):
+    grads = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        cfg = tiny_config(**extra, loss_weight=0.5, fused_loss=fused)
+        model = build_model(cfg.model, N_X, N_Y, random_features())
+        batch = model.build_training_batch(ragged(SEQS))
+        loss, n = model(batch)
+        loss.backward()
+        grads[fused] = (loss.detach(), int(n), {k: p.grad.clone() for k, p in model.named_parameters()
+                                                if p.grad is not None})
+    (loss_f, n_f, g_f), (loss_u, n_u, g_u) = grads[True], grads[False]
+    assert n_f == n_u > 0
+    torch.testing.assert_close(loss_f, loss_u, rtol=1e-5, atol=1e-6)
+    assert g_f.keys() == g_u.keys()
+    for k in g_f:
+        torch.testing.assert_close(g_f[k], g_u[k], rtol=1e-4, atol=1e-6, msg=k)
