@@ -16,13 +16,27 @@ import pyarrow.parquet as pq
 
 from llm_emf.config import Config
 from llm_emf.data.schema import DataError
+from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.features.encoders import MINILM_NAME, FeatureEncoder, clip_image_size, clip_label
 from llm_emf.features.images import ImageLoader
-from llm_emf.features.jobio import JobSummary, read_catalog, split_cached, stable_hash, table_blocks, write_stream
+from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash, table_blocks,
+                                   write_durably, write_stream)
 from llm_emf.features.schema import ENRICHED_SCHEMA, FEATURE_SCHEMA
 
 PROBLEM_SCHEMA = pa.schema([("item_id", pa.string()), ("image_uri", pa.string()), ("status", pa.string()),
                             ("error", pa.string())])
+# kept in the job's part files beside FEATURE_SCHEMA, so a resumed run still knows the image problems of the
+# items a killed run finished
+PART_EXTRA = pa.schema([("image_uri", pa.string()), ("image_status", pa.string()), ("image_error", pa.string())])
+
+
+class EncoderActor(FeatureEncoder):
+    """The job's encoder actor: ``FeatureEncoder`` behind the test-only fault point (off unless a test sets
+    $LLM_EMF_FAULT_ACTOR_EXIT_ONCE)."""
+
+    def __call__(self, batch):
+        fault_point()
+        return super().__call__(batch)
 
 
 def texts_for(catalog: pa.Table, enriched_path: Path | None, summary: JobSummary) -> tuple[list, list]:
@@ -68,7 +82,8 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
     rows = pa.table({"item_id": ids, "domain": pa.array(domains, pa.int8()), "text": pa.array(texts, pa.string()),
                      "image_uri": pa.array(uris, pa.string()), "prompt_version": pa.array(versions, pa.string()),
                      "content_hash": hashes})
-    todo_mask, cached = split_cached(rows.column("content_hash"), Path(ec.output), "content_hash", FEATURE_SCHEMA)
+    todo_mask, cached = split_cached(rows.column("content_hash"), Path(ec.output), "content_hash", FEATURE_SCHEMA,
+                                     extra=PART_EXTRA)
     todo = rows.filter(todo_mask)
     summary.skipped_cached = cached.num_rows
     problems: list[dict] = []
@@ -84,7 +99,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
         # fetched and decoded by parallel tasks while the actor encodes
         ds = ds.map_batches(ImageLoader(size, ec.image_timeout_s), batch_size=ec.batch_size, batch_format="numpy",
                             num_cpus=0.5)
-        ds = ds.map_batches(FeatureEncoder, fn_constructor_kwargs=dict(
+        ds = map_batches_on_actors(ds, EncoderActor, fn_constructor_kwargs=dict(
             text_backend=ec.text_backend, clip_model=ec.clip_model, clip_pretrained=ec.clip_pretrained,
             use_images=ec.use_images, seed=cfg.seed), batch_size=ec.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=ec.concurrency), num_gpus=1 if torch.cuda.is_available() else 0)
@@ -103,15 +118,33 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
             yield batch.append_column("text_model", pa.array([text_model] * n, pa.string())) \
                        .append_column("image_model", pa.array([image_model] * n, pa.string()))
 
-    write_stream(batches(), cached, FEATURE_SCHEMA, Path(ec.output), summary, None, total=todo.num_rows)
     side = Path(ec.output).with_name(Path(ec.output).stem + ".image_problems.parquet")
-    table = pa.Table.from_pylist(problems, schema=PROBLEM_SCHEMA)
-    if side.is_file():  # keep the earlier problems of items that were reused from the cache
-        old = pq.read_table(side).cast(PROBLEM_SCHEMA)
-        table = pa.concat_tables([old.filter(pc.is_in(old.column("item_id"), cached.column("item_id"))), table])
-    if table.num_rows:
-        pq.write_table(table, side)
-        summary.failed_output = str(side)
-    else:
-        side.unlink(missing_ok=True)
+
+    def write_problems() -> None:
+        table = image_problems(cached, side, problems, ec.use_images)
+        if table.num_rows:
+            write_durably(table, side)
+            summary.failed_output = str(side)
+        else:
+            side.unlink(missing_ok=True)
+
+    write_stream(batches(), cached, FEATURE_SCHEMA, Path(ec.output), summary, None, total=todo.num_rows,
+                 extra=PART_EXTRA, before_publish=write_problems)
     return summary
+
+
+def image_problems(cached: pa.Table, side: Path, new: list[dict], use_images: bool) -> pa.Table:
+    """The problem rows of every item in the output: from the old side table for items reused from the
+    published output (their PART_EXTRA columns are null), from the part files for items a killed run
+    finished, and this run's."""
+    tables = [pa.Table.from_pylist(new, schema=PROBLEM_SCHEMA)]
+    status = cached.column("image_status")
+    if side.is_file():
+        old = pq.read_table(side).cast(PROBLEM_SCHEMA)
+        from_output = cached.filter(pc.is_null(status)).column("item_id")
+        tables.insert(0, old.filter(pc.is_in(old.column("item_id"), value_set=from_output)))
+    if use_images:
+        bad = cached.filter(pc.fill_null(pc.not_equal(status, "ok"), False))
+        tables.insert(-1, pa.table([bad.column(c) for c in ("item_id", "image_uri", "image_status", "image_error")],
+                                   schema=PROBLEM_SCHEMA))
+    return pa.concat_tables(tables)

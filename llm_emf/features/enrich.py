@@ -14,8 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_emf.config import Config, ConfigError
+from llm_emf.features.actors import map_batches_on_actors
 from llm_emf.features.generation import TransformersEnricher, strip_reasoning
-from llm_emf.features.jobio import JobSummary, read_catalog, split_cached, stable_hash, table_blocks, write_stream
+from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash,
+                                   table_blocks, write_stream)
 from llm_emf.features.prompts import load_template
 from llm_emf.features.schema import ENRICHED_SCHEMA
 
@@ -95,7 +97,7 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
         if ec.backend == "transformers":
             from llm_emf.features.model_source import resolve_model
             model_dir = str(resolve_model(ec.model))  # converted once, here, not once per actor
-            ds = ds.map_batches(enricher_cls, fn_constructor_kwargs=dict(
+            ds = map_batches_on_actors(ds, enricher_cls, fn_constructor_kwargs=dict(
                 model_dir=model_dir, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, seed=cfg.seed),
                 batch_size=ec.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=ec.concurrency),
                 num_gpus=1 if torch.cuda.is_available() else 0)
