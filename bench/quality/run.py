@@ -34,6 +34,9 @@ VARIANTS = {
     "title_text": ["model.use_text=true", "model.use_image=false", "model.features={features}"],
     "title_text_no_xattn": ["model.use_text=true", "model.use_image=false", "model.features={features}",
                             "model.cross_attention=false"],
+    # the fusion sweep on the sample (README) found a small, learnable text weight best
+    "title_text_learnable": ["model.use_text=true", "model.use_image=false", "model.features={features}",
+                             "model.text_weight=0.3", "model.learnable_weights=true"],
     "title_text_late": ["model.use_text=true", "model.use_image=false", "model.features={features}",
                         "model.fusion=late"],
 }
@@ -52,6 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default="bench/results/quality", help="output path without extension")
     p.add_argument("--storage", default="runs/quality", help="train.storage for the runs' checkpoints")
     p.add_argument("--resume", action="store_true", help="keep matching finished runs from <out>.json")
+    p.add_argument("--no-tracking", action="store_true", help="no MLflow runs (default: a parent run for the "
+                   "benchmark with one child per variant and seed, in tracking.uri)")
     p.add_argument("--report-only", action="store_true", help="rewrite <out>.md and the plots from <out>.json")
     p.add_argument("overrides", nargs="*", help="common config overrides key=value")
     return p.parse_args(argv)
@@ -82,7 +87,7 @@ def run_overrides(args, variant_overrides: list[str], seed: int) -> list[str]:
     return [f"data.output={args.dataset}", *args.overrides, *own, f"seed={seed}"]
 
 
-def run_one(variant: str, overrides: list[str], storage: str) -> dict:
+def run_one(variant: str, overrides: list[str], storage: str, parent=None) -> dict:
     from llm_emf.config import load_config
     from llm_emf.training import train
 
@@ -97,7 +102,17 @@ def run_one(variant: str, overrides: list[str], storage: str) -> dict:
     marker = Path(storage, cfg.train.run_name, "checkpoints", "latest.json")
     resumed = json.loads(marker.read_text())["metrics"]["epoch"] if marker.is_file() else 0
     start = time.perf_counter()
-    result = train(cfg)
+    tracker = parent.child(f"{variant}-seed{cfg.seed}", cfg, tags={"llm_emf.role": "benchmark_run"}) \
+        if parent is not None else None
+    if tracker is None:
+        result = train(cfg)
+    else:           # one MLflow child run per (variant, seed): params, per-epoch metrics, curves, test results
+        with tracker:
+            result = train(cfg)
+            tracker.log_history(result.history)
+            tracker.log_results(result.test)
+            tracker.log_training_curves(result.history, Path(result.run_dir) / "training_curves.png")
+            tracker.log_checkpoint(result.checkpoint)
     wall = time.perf_counter() - start
     return {"variant": variant, "seed": cfg.seed, "overrides": overrides, "wall_s": round(wall, 1), "resumed_from_epoch": resumed,
             "epochs_run": len(result.history), "stopped_early": result.extra.get("stopped_early"),
@@ -152,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         write_outputs(out, doc, final=True)
         print(markdown_table(doc["aggregate"]))
         return 0
+    parent = None
+    if not args.no_tracking:     # a parent MLflow run for the benchmark; its children are the runs
+        from llm_emf.config import load_config
+        from llm_emf.tracking import Tracker
+        parent = Tracker.start_parent(load_config(None, [f"data.output={args.dataset}", *args.overrides]),
+                                      f"quality-{out.name}", tags={"llm_emf.role": "benchmark"}, log_config=False)
     doc = {"dataset": args.dataset, "features": args.features, "variants": {v: table[v] for v in variants},
            "seeds": seeds, "common_overrides": args.overrides,
            "command": "python bench/quality/run.py " + shlex.join(argv), "machine": machine(), "runs": []}
@@ -164,13 +185,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[quality] {variant} seed {seed}: kept from {out.with_suffix('.json')}", flush=True)
                 continue
             print(f"[quality] {variant} seed {seed}: {' '.join(overrides)}", flush=True)
-            run = run_one(variant, overrides, args.storage)
+            run = run_one(variant, overrides, args.storage, parent)
             doc["runs"] = [r for r in doc["runs"] if not (r["variant"] == variant and r["seed"] == seed)] + [run]
             write_outputs(out, doc, final=False)
             print(f"[quality] {variant} seed {seed}: {run['wall_s']:.0f} s, test "
                   + json.dumps({p: {d: round(ms['MRR'] or 0, 4) for d, ms in dom.items()}
                                 for p, dom in run["test"]["metrics"].items()}), flush=True)
     write_outputs(out, doc, final=True)
+    if parent is not None:
+        for path in sorted(out.parent.glob(f"{out.name}.*")) + sorted(out.parent.glob(f"{out.name}_*.png")):
+            parent.log_artifact(path)
+        parent.end()
     print(markdown_table(doc["aggregate"]))
     return 0
 

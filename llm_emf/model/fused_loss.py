@@ -31,15 +31,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             s = states[start:start + chunk].detach().to(matmul_dtype)              # (C, q)
             t = targets[start:start + chunk, None]                                 # (C, 1)
             w = row_weights[start:start + chunk, None].float()                     # (C, 1)
-            logits = (s @ w_mm.T).float()                                          # (C, n)
-            lse = torch.logsumexp(logits, dim=1, keepdim=True)                     # (C, 1)
-            loss += (w * (lse - logits.gather(1, t))).sum()
+            # log-softmax in fp32 straight from the (possibly bf16) logits: one conversion pass fewer
+            log_p = torch.log_softmax(s @ w_mm.T, dim=1, dtype=torch.float32)      # (C, n)
+            loss -= (w * log_p.gather(1, t)).sum()
             if need_grad:
-                grad = logits.sub_(lse).exp_()                                     # softmax, in place
+                grad = log_p.exp_()                                                # softmax, in place
                 grad.scatter_add_(1, t, -torch.ones_like(t, dtype=grad.dtype))     # minus the one-hot target
-                grad = grad.mul_(w).to(matmul_dtype)                               # (C, n) dLoss/dlogits
-                grad_states[start:start + chunk] = (grad @ w_mm).float()
-                grad_items += (grad.T @ s).float()
+                grad = torch.mul(grad, w, out=torch.empty(grad.shape, dtype=matmul_dtype, device=grad.device))
+                grad_states[start:start + chunk] = grad @ w_mm                     # dLoss/dstates (C, q)
+                grad_items += grad.T @ s                                           # (n, q)
         ctx.save_for_backward(grad_states, grad_items)
         ctx.dtypes = (states.dtype, items.dtype)
         return loss
