@@ -46,7 +46,9 @@ def check_sequences(ds: Dataset, file: str, bad: BadRows) -> pa.Table:
     for row, (user, split, items, stamps) in enumerate(zip(*(seqs.column(c).to_pylist() for c in
                                                               ("user_id", "split", "items", "timestamps")))):
         problem = None
-        if split not in SPLITS:
+        if user is None or items is None or None in items or (stamps is not None and None in stamps):
+            problem = ("non-null user_id, items and item/timestamp values", "null")   # hand-made canonical files
+        elif split not in SPLITS:
             problem = (f"split in {SPLITS}", repr(split))
         elif (user, split) in seen:
             problem = ("one sequence per (user_id, split)", f"{user!r} {split} again")

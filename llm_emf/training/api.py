@@ -26,7 +26,7 @@ from llm_emf.storage import Storage, is_remote
 from .checkpoint import load_state
 from .loop import train_loop_per_worker
 from .restore import load_models
-from .session import LocalSession
+from .session import KEEP_CHECKPOINTS, LocalSession
 
 
 @dataclass
@@ -67,7 +67,8 @@ def _run_ray(cfg: Config, run_name: str, storage: str, callbacks: Sequence, loop
         run_config=ray.train.RunConfig(
             name=run_name, storage_path=storage, callbacks=list(callbacks),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            # two kept: if the newest is found corrupt on resume, the one before it is used (session.py)
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -78,12 +79,16 @@ def _run_ray(cfg: Config, run_name: str, storage: str, callbacks: Sequence, loop
 
 
 def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | None = None,
-          session: LocalSession | None = None) -> TrainResult:
+          session: LocalSession | None = None,
+          kill_worker_once_at: tuple[int, int, int] | None = None) -> TrainResult:
     """Train ``cfg`` (dataset at ``data.output``) and test it; see the module docstring.
 
     ``callbacks`` go to Ray Train's RunConfig (e.g. Tune's TuneReportCallback); ``session`` replaces the
-    in-process session in local mode (e.g. one that also reports to Tune); ``fail_once_after_epoch``
-    injects one worker crash, to test recovery.
+    in-process session in local mode (e.g. one that also reports to Tune). Two test-only faults, each
+    injected once per run folder: ``fail_once_after_epoch`` raises in every worker after that epoch's
+    checkpoint; ``kill_worker_once_at=(epoch, step, rank)`` SIGKILLs that worker's process while it takes
+    batch ``step`` (1-based) of ``epoch`` (1-based), i.e. mid-epoch. In local mode (rank 0) that process is
+    the caller's own: a driver killed mid-epoch (run it in a subprocess).
     """
     cfg = copy.deepcopy(cfg)                       # paths and run name are filled in below
     cfg.validate()
@@ -97,10 +102,14 @@ def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | No
     cfg.train.run_name = run_name
     storage = Storage(cfg.train.storage)
     run_dir = storage.path(run_name)
-    loop_config = {"cfg": to_dict(cfg)}
+    loop_config = {"cfg": to_dict(cfg), "run_dir": run_dir}   # run_dir: where resume looks for checkpoints
     if fail_once_after_epoch is not None:
         loop_config.update(fail_once_after_epoch=fail_once_after_epoch,
                            fail_marker=str(Path(run_dir) / "injected_failure.txt"))
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if kill_worker_once_at is not None:
+        loop_config.update(kill_once_at=list(kill_worker_once_at),
+                           kill_marker=str(Path(run_dir) / "injected_kill.txt"))
         Path(run_dir).mkdir(parents=True, exist_ok=True)
 
     if cfg.train.num_workers == 0:

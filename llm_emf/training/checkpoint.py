@@ -101,6 +101,17 @@ def load_state(folder: str | Path, map_location: str | torch.device = "cpu") -> 
                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
+def check_usable(folder: str | Path) -> None:
+    """Raise CorruptCheckpoint unless ``folder`` holds a state file a resume can read.
+
+    With a digest the sha256 decides (the file is hashed, not loaded); without one (checkpoints older than
+    the digest) torch must at least be able to read the file.
+    """
+    verify_state_file(folder)
+    if not (Path(folder) / DIGEST_FILE).is_file():
+        load_state(folder)
+
+
 def load_checkpoint_config(folder: str | Path) -> Config:
     path = Path(folder) / CONFIG_FILE
     mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -93,11 +93,13 @@ def _broadcast_flag(flag: bool, world_size: int) -> bool:
 
 def train_loop_per_worker(config: dict, session=None) -> None:
     """Train one worker. ``config["cfg"]`` is the Config as a dict; ``config.get("fail_once_after_epoch")``
-    (with ``config["fail_marker"]``) injects one crash, to test recovery."""
+    (with ``config["fail_marker"]``) injects one crash, ``config.get("kill_once_at")`` one SIGKILL mid-epoch
+    (faults.py), to test recovery."""
+    from .faults import epoch_sequences, note_start
     from .session import RaySession
 
     cfg = config_from_dict(config["cfg"])
-    session = session or RaySession()
+    session = session or RaySession(config.get("run_dir"))
     rank, world = session.rank, session.world_size
     seed_everything(cfg.seed)
 
@@ -117,6 +119,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             set_rng_state(state["rng"])
             selection = Selection.from_state(state["selection"])
             history, best_states, start_epoch = list(state["history"]), dict(state["best_states"]), state["epoch"]
+    note_start(config, rank, start_epoch)
     model = session.prepare_model(model)
     inner = model.module if hasattr(model, "module") else model
     device = session.device
@@ -133,8 +136,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
         indices = shard_indices(len(train_seqs.starts), cfg.seed, epoch, rank, world)
-        loss = train_epoch(model, optimizer, scheduler, train_seqs, indices, cfg, device,
-                           desc=f"epoch {epoch + 1}")
+        loss = train_epoch(model, optimizer, scheduler, epoch_sequences(config, train_seqs, epoch, rank), indices,
+                           cfg, device, desc=f"epoch {epoch + 1}")
         loss = _all_reduce_mean(loss, len(indices), world)
         epoch += 1
         metrics = {"epoch": epoch, "train_loss": loss, "world_size": world}

@@ -1,5 +1,7 @@
-"""A truncated or corrupted training checkpoint is detected (sha256 next to state.pt) and local-mode resume
-falls back to the previous checkpoint, with a warning, ending exactly where an uninterrupted run ends."""
+"""A truncated or corrupted training checkpoint is detected (sha256 next to state.pt) and resume falls back
+to the previous checkpoint, with a warning: in local mode (ending exactly where an uninterrupted run ends)
+and, for Ray Train's checkpoint folders, in the choice of the folder to resume from (the end-to-end Ray runs
+are in test_train_faults_ray.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from llm_emf.training import train
 from llm_emf.training.checkpoint import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, load_state, save_checkpoint,
                                          verify_state_file)
 from llm_emf.training.restore import find_checkpoint
-from llm_emf.training.session import LocalSession
+from llm_emf.training.session import LocalSession, newest_usable, run_checkpoints
 
 from train_tiny_dataset import tiny_dataset, tiny_train_config
 
@@ -96,3 +98,47 @@ def test_resume_after_a_corrupt_latest_checkpoint_matches_an_uninterrupted_run(t
     os.utime(aside, (aside.stat().st_atime + 3600, aside.stat().st_mtime + 3600))
     (Path(resumed.run_dir) / "results.json").unlink()
     assert find_checkpoint(resumed.run_dir).name == "checkpoint_000002"
+
+
+def ray_run_folder(tmp_path: Path, n: int) -> tuple[Path, list[str]]:
+    """A Ray Train run folder with ``n`` checkpoints named the way Ray Train V2 names them."""
+    run = tmp_path / "run"
+    names = [f"checkpoint_2026-11-27_10-00-0{i}.000000" for i in range(n)]
+    for i, name in enumerate(names):
+        save_checkpoint(run / name, {"epoch": i + 1, "model": {"w": torch.arange(4096.0)}}, tiny_train_config(tmp_path))
+    return run, names
+
+
+def test_ray_resume_takes_the_newest_stored_checkpoint_even_if_ray_registered_an_older_one(tmp_path):
+    ray_train = pytest.importorskip("ray.train")
+    run, names = ray_run_folder(tmp_path, 3)
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")             # Ray's own files are not candidates
+    # a worker killed within Ray's report-polling interval: its last checkpoint is stored, not registered
+    registered = ray_train.Checkpoint(str(run / names[0]))
+    candidates = run_checkpoints(registered, str(run))
+    assert [Path(c.path).name for c in candidates] == names[::-1]
+    with newest_usable(candidates, write_note=True) as folder:
+        assert load_state(folder)["epoch"] == 3
+    assert not list(run.glob("*.corrupt.txt"))
+
+
+def test_ray_resume_skips_a_corrupt_newest_checkpoint_and_leaves_a_note(tmp_path):
+    ray_train = pytest.importorskip("ray.train")
+    run, names = ray_run_folder(tmp_path, 3)
+    flip_byte(run / names[2] / STATE_FILE)
+    truncate(run / names[1] / STATE_FILE)
+    candidates = run_checkpoints(ray_train.Checkpoint(str(run / names[2])), None)    # beside Ray's checkpoint
+    expected = (f"checkpoint {names[2]} is corrupt .*expected sha256.*; checkpoint {names[1]} is corrupt .*; "
+                f"resuming from the previous checkpoint {names[0]}")
+    with pytest.warns(RuntimeWarning, match=expected):
+        with newest_usable(candidates, write_note=True) as folder:
+            assert load_state(folder)["epoch"] == 1
+    note = (run / f"{names[2]}.corrupt.txt").read_text().splitlines()
+    assert len(note) == 3 and note[-1] == f"resuming from the previous checkpoint {names[0]}"
+    assert all((run / name).is_dir() for name in names)                      # Ray prunes its own folders
+    truncate(run / names[0] / STATE_FILE)
+    with pytest.warns(RuntimeWarning, match="no usable checkpoint left: starting afresh"):
+        with newest_usable(candidates, write_note=False) as folder:
+            assert folder is None
+    with newest_usable(run_checkpoints(None, str(tmp_path / "new_run")), write_note=True) as folder:
+        assert folder is None                                                   # a fresh run: nothing to resume

@@ -12,22 +12,15 @@ from typing import Callable
 
 from ...config import ConfigError
 from ...config.data import DataConfig
-from ..schema import DataError, Dataset
+from ..schema import SEQUENCE_SCHEMA, DataError, Dataset
 from ..textio import BadRows
 from ..validate import check_dataset
 from .c2dsr import import_c2dsr
+from .canonical import import_canonical
 from .interactions import import_interactions
 from .llmcdsr import import_llmcdsr
 
 SAMPLE_NAME = "food_kitchen"
-
-
-def import_canonical(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
-    """An already prepared folder; its rows are re-checked like any other input."""
-    ds = Dataset.read(folder)
-    if ds.quarantine is not None and ds.quarantine.num_rows:
-        bad.rows.extend(ds.quarantine.to_pylist())  # keep what the first import quarantined
-    return ds
 
 
 IMPORTERS: dict[str, Callable[[Path, DataConfig, BadRows], Dataset]] = {
@@ -66,6 +59,7 @@ def import_dataset(cfg: DataConfig, skip_bad_rows: bool | None = None) -> Datase
     if cfg.source == "sample" and not cfg.name:
         ds.meta.name = f"{SAMPLE_NAME}_sample"
     ds = check_dataset(ds, str(source), bad)
+    ds.sequences = ds.sequences.cast(SEQUENCE_SCHEMA)   # the canonical importer keeps nulls for the check
     ds.quarantine = bad.table()
     ds.meta.quarantined_rows = len(bad)
     return ds

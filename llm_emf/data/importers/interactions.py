@@ -18,25 +18,29 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ...config import ConfigError
 from ...config.data import DataConfig
 from ..schema import DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
 from ..textio import BadRows, parse_int, read_lines
+from .canonical import read_parquet
 
 LOG_COLUMNS = ("user", "item", "domain", "timestamp")
 ITEM_COLUMNS = ("item", "domain", "title")
+OPTIONAL_ITEM_COLUMNS = ("image_uri",)
+MAX_TIMESTAMP = 2 ** 63 - 1     # timestamps are stored as int64
 MAX_LISTED_USERS = 20
 
 
-def read_rows(path: Path, required: tuple[str, ...], bad: BadRows) -> Iterator[tuple[int, dict, str]]:
-    """Yield ``(line, {column: str | None}, raw text)`` from a CSV or Parquet file with the required columns."""
+def read_rows(path: Path, required: tuple[str, ...], bad: BadRows,
+              optional: tuple[str, ...] = ()) -> Iterator[tuple[int, dict, str]]:
+    """Yield ``(line, {column: str | None}, raw text)`` from a CSV or Parquet file with the required columns
+    (and, from Parquet, the ``optional`` ones where present)."""
     if not path.is_file():
         raise DataError(path, None, "an existing CSV or Parquet file", "no such file")
     if path.suffix == ".parquet":
-        yield from _parquet_rows(path, required)
+        yield from _parquet_rows(path, required, optional)
         return
     header: list[str] | None = None
     for number, text in read_lines(path, bad):
@@ -60,30 +64,58 @@ def read_rows(path: Path, required: tuple[str, ...], bad: BadRows) -> Iterator[t
         yield number, {h: (f.strip() or None) for h, f in zip(header, fields)}, text
 
 
-def _parquet_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict, str]]:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(path, None, "a readable Parquet file", f"{type(e).__name__}: {e}") from None
-    missing = [c for c in required if c not in table.column_names]
+# Arrow types each Parquet column may have; anything else (float ids, bytes, lists, structs...) would turn
+# into strings like "1.0" or "b'x'" that silently match nothing, so it stops the import up front.
+TEXT_KINDS = "text or integer values"
+TIME_KINDS = "integer unix seconds (integer, text or timestamp type)"
+
+
+def _column_kind_ok(name: str, kind: pa.DataType) -> bool:
+    if pa.types.is_null(kind):                        # all values null: each row is reported on its own
+        return True
+    text_or_int = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    return text_or_int or (name == "timestamp" and pa.types.is_timestamp(kind))
+
+
+def _parquet_rows(path: Path, required: tuple[str, ...],
+                  optional: tuple[str, ...]) -> Iterator[tuple[int, dict, str]]:
+    table = read_parquet(path)
+    names = table.column_names
+    missing = [c for c in required if c not in names]
     if missing:
-        raise DataError(path, None, f"columns {', '.join(required)}", f"{table.column_names} (missing {missing})")
+        raise DataError(path, None, f"columns {', '.join(required)}", f"{names} (missing {missing})")
+    wanted = [c for c in names if c in required or c in optional]
     columns = {}
-    for name in table.column_names:
+    for name in wanted:
         column = table.column(name)
-        if pa.types.is_timestamp(column.type):  # a real timestamp column -> unix seconds
-            column = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
-        columns[name] = [None if v is None else str(v) for v in column.to_pylist()]
+        if pa.types.is_dictionary(column.type):       # pandas categoricals
+            column = column.cast(column.type.value_type)
+        if not _column_kind_ok(name, column.type):
+            kinds = TIME_KINDS if name == "timestamp" else TEXT_KINDS
+            raise DataError(path, None, f"column {name!r} of {kinds}", f"type {column.type}")
+        if pa.types.is_timestamp(column.type):  # a real timestamp column -> unix seconds, rounded down
+            per_second = {"s": 1, "ms": 10 ** 3, "us": 10 ** 6, "ns": 10 ** 9}[column.type.unit]
+            values = [None if v is None else v // per_second for v in pc.cast(column, pa.int64()).to_pylist()]
+        else:
+            values = column.to_pylist()
+        # as in CSV: surrounding blanks are not part of a value, and an empty value is a missing one
+        columns[name] = [None if v is None or not str(v).strip() else str(v).strip() for v in values]
     for row in range(table.num_rows):
         values = {name: columns[name][row] for name in columns}
-        yield row + 1, values, ",".join(str(values[c]) for c in table.column_names)
+        yield row + 1, values, ",".join("" if values[c] is None else values[c] for c in wanted)
+
+
+def parse_timestamp(text: str | None) -> int | None:
+    """Unix seconds, or None: not an integer, negative (a "missing" sentinel such as -1), or beyond int64."""
+    value = parse_int(text or "")
+    return value if value is not None and 0 <= value <= MAX_TIMESTAMP else None
 
 
 def read_item_table(path: Path, domain_names: tuple[str, str], bad: BadRows) -> tuple[ItemRows, ItemRows, dict]:
     """-> (X items, Y items, item -> (domain, local index)) keeping the table's order within a domain."""
     rows = (ItemRows(), ItemRows())
     where: dict[str, tuple[int, int]] = {}
-    for number, row, text in read_rows(path, ITEM_COLUMNS, bad):
+    for number, row, text in read_rows(path, ITEM_COLUMNS, bad, OPTIONAL_ITEM_COLUMNS):
         item, domain_name = row["item"], row["domain"]
         if not item:
             bad.report(path, number, "a non-empty item", "an empty field", text)
@@ -108,7 +140,7 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     n_x = len(x_items)
     by_user: dict[str, list[tuple[int, int]]] = {}
     for number, row, text in read_rows(source, LOG_COLUMNS, bad):
-        user, item, domain_name, ts = row["user"], row["item"], row["domain"], parse_int(row["timestamp"] or "")
+        user, item, domain_name, ts = row["user"], row["item"], row["domain"], parse_timestamp(row["timestamp"])
         if not user:
             bad.report(source, number, "a non-empty user", "an empty field", text)
         elif item not in where:
@@ -117,7 +149,8 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
             bad.report(source, number, f"domain {domain_names[where[item][0]]!r} (item {item} in {items_path.name})",
                        repr(domain_name), text)
         elif ts is None:
-            bad.report(source, number, "an integer unix timestamp", repr(row["timestamp"]), text)
+            bad.report(source, number, f"an integer unix timestamp in [0, {MAX_TIMESTAMP}]", repr(row["timestamp"]),
+                       text)
         else:
             domain, local = where[item]
             by_user.setdefault(user, []).append((local + n_x * domain, ts))
