@@ -1,9 +1,12 @@
-"""Bounded-memory streaming check: ``embed`` over a synthetic 100,000-item catalog with the tiny models.
+"""Bounded-memory streaming check: ``embed`` (or ``enrich``) over a synthetic catalog with the tiny models.
 
 Samples the resident memory of the driver and every Ray worker every 0.5 s and records the peaks, then
 checks that the output has one row per item. Writes bench/results/stream_memory.json.
 
     python bench/features/stream_memory.py --items 100000
+    python bench/features/stream_memory.py --job enrich --items 100000   # backend none: Ray Data + Parquet only
+
+``bench/features/scaling.py`` runs it for 10k / 100k / 1M items and tabulates the results.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from synthetic import write_catalog  # noqa: E402
 
 from llm_emf.config import load_config  # noqa: E402
 from llm_emf.features.embed import run_embed  # noqa: E402
+from llm_emf.features.enrich import run_enrich  # noqa: E402
 
 
 class RssSampler(threading.Thread):
@@ -52,6 +56,8 @@ class RssSampler(threading.Thread):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--job", choices=("embed", "enrich"), default="embed",
+                   help="embed: tiny CLIP text + image towers; enrich: backend none (prompt text, no LLM)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--work", default="runs/bench/stream_memory")
     p.add_argument("--out", default="bench/results/stream_memory.json")
@@ -61,23 +67,25 @@ def main() -> None:
 
     work = Path(args.work)
     catalog = write_catalog(work / "catalog", args.items)
-    output = work / "features.parquet"
+    output = work / f"{args.job}.parquet"
     output.unlink(missing_ok=True)
     cfg = load_config(None, [f"features.embed.output={output}", "features.embed.clip_model=tiny-clip-64",
-                             "features.embed.text_backend=clip", f"features.embed.batch_size={args.batch_size}"])
+                             "features.embed.text_backend=clip", f"features.embed.batch_size={args.batch_size}",
+                             f"features.enrich.output={output}", "features.enrich.backend=none",
+                             f"features.enrich.batch_size={args.batch_size}"])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=1 << 30)
     rss_before = psutil.Process().memory_info().rss  # imports + Ray client: the floor the job adds to
     sampler = RssSampler()
     sampler.start()
     start = time.perf_counter()
-    summary = run_embed(cfg, catalog)
+    summary = run_embed(cfg, catalog) if args.job == "embed" else run_enrich(cfg, catalog, ("Food", "Kitchen"))
     wall = time.perf_counter() - start
     sampler.stop_flag.set()
     sampler.join()
     ray.shutdown()
     rows = pq.read_metadata(output).num_rows
     result = {
-        "command": "python " + " ".join(sys.argv),
+        "command": "python " + " ".join(sys.argv), "job": args.job,
         "items": args.items, "output_rows": rows, "rows_match": rows == args.items,
         "batch_size": args.batch_size, "object_store_memory_bytes": 1 << 30, "wall_s": round(wall, 1),
         "items_per_s": round(args.items / wall, 1),
