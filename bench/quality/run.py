@@ -58,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-tracking", action="store_true", help="no MLflow runs (default: a parent run for the "
                    "benchmark with one child per variant and seed, in tracking.uri)")
     p.add_argument("--report-only", action="store_true", help="rewrite <out>.md and the plots from <out>.json")
+    p.add_argument("--note", action="append", default=[], help="a sentence for the report (kept in <out>.json)")
     p.add_argument("overrides", nargs="*", help="common config overrides key=value")
     return p.parse_args(argv)
 
@@ -120,6 +121,32 @@ def run_one(variant: str, overrides: list[str], storage: str, parent=None) -> di
             "history": result.history, "run_dir": result.run_dir, "test": result.test.to_dict()}
 
 
+def training_curves_by_variant(runs: list[dict], path: Path) -> Path:
+    """Train loss and validation MRR per epoch, one line per variant (mean over its seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        histories = [r["history"] for r in runs if r["variant"] == variant]
+        n = min(len(h) for h in histories)
+        epochs = [h["epoch"] for h in histories[0][:n]]
+        for ax, key in zip(axes, ("train_loss", "valid_mrr")):
+            values = np.nanmean([[h[i].get(key, np.nan) for i in range(n)] for h in histories], axis=0)
+            ax.plot(epochs, values, "o-", label=f"{variant} ({len(histories)} seeds)")
+    for ax, title in zip(axes, ("training loss", "validation MRR (mean of the two domains)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_outputs(out: Path, doc: dict, final: bool) -> None:
     doc["aggregate"] = aggregate(doc["runs"]) if doc["runs"] else {}
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
@@ -132,6 +159,9 @@ def write_outputs(out: Path, doc: dict, final: bool) -> None:
         png = out.parent / f"{out.name}_{metric.replace('@', '')}.png"
         metric_bars(means(agg), png, metric=metric, title=f"test {metric} (mean over seeds)")
         pngs.append(png.name)
+    curves = out.parent / f"{out.name}_curves.png"
+    training_curves_by_variant(doc["runs"], curves)
+    pngs.append(curves.name)
     m = doc["machine"]
     md = [f"# Quality benchmark: {doc['dataset']}", "",
           f"Command: `{doc['command']}`", "",
@@ -164,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.report_only:
         doc = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+        doc["notes"] = doc.get("notes", []) + [n for n in args.note if n not in doc.get("notes", [])]
         write_outputs(out, doc, final=True)
         print(markdown_table(doc["aggregate"]))
         return 0
@@ -175,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                                       f"quality-{out.name}", tags={"llm_emf.role": "benchmark"}, log_config=False)
     doc = {"dataset": args.dataset, "features": args.features, "variants": {v: table[v] for v in variants},
            "seeds": seeds, "common_overrides": args.overrides,
-           "command": "python bench/quality/run.py " + shlex.join(argv), "machine": machine(), "runs": []}
+           "command": "python bench/quality/run.py " + shlex.join(argv), "machine": machine(), "runs": [],
+           "notes": list(args.note)}
     if args.resume and out.with_suffix(".json").is_file():
         doc["runs"] = json.loads(out.with_suffix(".json").read_text(encoding="utf-8")).get("runs", [])
     for seed in seeds:

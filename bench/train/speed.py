@@ -111,10 +111,14 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps", type=int, default=3, help="steps per configuration per round")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 gives the "
+                   "steadiest CPU times on a machine shared with other jobs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/train_speed")
     args = p.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dataset = Dataset.read(args.dataset)
     cfg = Config()
     cfg.data.output, cfg.model.hidden_size, cfg.seed = args.dataset, args.hidden, args.seed
@@ -184,7 +188,8 @@ def main(argv=None) -> int:
     Path(args.out + ".json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"# Training speed: {dataset.meta.name}, {out['model']}, q={args.hidden}", "",
              f"Command: `{out['command']}`", "",
-             f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
+             f"Machine: {os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), torch {torch.__version__}, "
+             f"load average "
              f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}. Median over {args.rounds} interleaved rounds of "
              f"{args.steps} steps per configuration; {len(order):,} training sequences per epoch.", "",
              "Wall time is what a user waits; CPU time (all threads of this process) is less sensitive to other "
