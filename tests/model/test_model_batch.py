@@ -74,3 +74,17 @@ def test_batch_building_is_vectorised_for_large_batches():
     seq = rows[7]
     x_hist = [i for i in seq[:-1] if i < 20][-15:]
     assert [i for i in b.seq[0][7].tolist() if i != PAD] == x_hist
+
+
+def test_take_compacts_the_rows_so_a_batch_never_scans_the_whole_dataset():
+    r = ragged([[0, 5, 1], [6], [2, 7, 3, 8], []])
+    taken = r.take(np.array([2, 0, 3]))
+    assert taken.values.tolist() == [2, 7, 3, 8, 0, 5, 1]           # only the chosen rows' items
+    assert taken.starts.tolist() == [0, 4, 7] and taken.ends.tolist() == [4, 7, 7]
+    np.testing.assert_array_equal(taken.window(3), [[7, 3, 8], [0, 5, 1], [PAD, PAD, PAD]])
+    # the batch built from the compact rows is the one built from the same rows of the full table
+    full = training_batch(r.take(np.array([2, 0])), N_X, 3)
+    again = training_batch(ragged([[2, 7, 3, 8], [0, 5, 1]]), N_X, 3)
+    for a, b in ((full.items, again.items), (full.targets, again.targets), (full.last[1], again.last[1]),
+                 (full.time[0], again.time[0]), (full.seq[1], again.seq[1])):
+        assert torch.equal(a, b)
