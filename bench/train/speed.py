@@ -103,9 +103,31 @@ def check_equivalence(model, dataset: PlainSequences, seqs: Ragged, rows: np.nda
     assert abs(losses[0] - losses[1]) <= 1e-4 * abs(losses[0]), losses
 
 
+def plot(doc: dict, path: str) -> None:
+    """Bars of sequences/s (wall) and CPU speed-up per configuration."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["results"]
+    names = [f"{r['config']}\n(batch {r['batch_size']})" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key, title in ((axes[0], "sequences_per_s", "training sequences/s (wall)"),
+                           (axes[1], "cpu_speedup_vs_plain", "speed-up vs plain loop (CPU time)")):
+        bars = ax.bar(range(len(rows)), [r[key] for r in rows], color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f" if "speedup" in key else "%.0f", fontsize=8)
+        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"{doc['dataset']}, {doc['model']}, {doc['machine']['torch_threads']} torch thread(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", help="prepared dataset folder (required unless --replot)")
     p.add_argument("--features", default="", help="feature table; without it the ID-only model is timed")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--hidden", type=int, default=64)
@@ -115,7 +137,13 @@ def main(argv=None) -> int:
                    "steadiest CPU times on a machine shared with other jobs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/train_speed")
+    p.add_argument("--replot", action="store_true", help="redraw <out>.png from <out>.json only")
     args = p.parse_args(argv)
+    if args.replot:
+        plot(json.loads(Path(args.out + ".json").read_text()), args.out + ".png")
+        return 0
+    if not args.dataset:
+        p.error("--dataset is required")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -199,7 +227,9 @@ def main(argv=None) -> int:
     lines += [f"| {r['config']} | {r['batch_size']} | {r['sequences_per_s']:.0f} | {r['speedup_vs_plain']:.2f}x | "
               f"{r['cpu_s_per_1k_sequences']:.2f} | {r['cpu_speedup_vs_plain']:.2f}x | {r['epoch_minutes']:.1f} |"
               for r in rows]
+    lines += ["", f"![{Path(args.out).name}.png]({Path(args.out).name}.png)"]
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    plot(out, args.out + ".png")
     print("\n".join(lines))
     return 0
 
