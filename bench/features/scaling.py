@@ -80,7 +80,8 @@ def main(argv=None) -> int:
              f"{os.cpu_count()} CPUs (shared); each run in a fresh process with its own local Ray "
              "(object store 1 GiB); enrich = backend none (no LLM), embed = tiny CLIP text + image on synthetic "
              "images. Peak memory is sampled every 0.5 s.", "",
-             "| job | items | wall (s) | items/s | driver peak (MiB) | driver + Ray peak (MiB) | output (MB) | rows ok |",
+             "| job | items | wall (s) | items/s | driver peak (MiB) | driver + Ray peak (MiB) | output (MB) "
+             "| rows ok |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.get('job', 'embed')} | {r['items']:,} | {r['wall_s']:.0f} | {r['items_per_s']:.0f} | "
               f"{r['peak_rss_driver_mib']:.0f} | {r['peak_rss_total_mib']:.0f} | {r['output_bytes'] / 1e6:.0f} | "

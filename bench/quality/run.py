@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--note", action="append", default=[], help="a sentence for the report (kept in <out>.json)")
     p.add_argument("overrides", nargs="*", help="common config overrides key=value")
     return p.parse_args(argv)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def variant_table(defines: list[str]) -> dict[str, list[str]]:
@@ -115,7 +120,8 @@ def run_one(variant: str, overrides: list[str], storage: str, parent=None) -> di
             tracker.log_training_curves(result.history, Path(result.run_dir) / "training_curves.png")
             tracker.log_checkpoint(result.checkpoint)
     wall = time.perf_counter() - start
-    return {"variant": variant, "seed": cfg.seed, "overrides": overrides, "wall_s": round(wall, 1), "resumed_from_epoch": resumed,
+    return {"variant": variant, "seed": cfg.seed, "overrides": overrides, "wall_s": round(wall, 1),
+            "resumed_from_epoch": resumed,
             "epochs_run": len(result.history), "stopped_early": result.extra.get("stopped_early"),
             "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"]} for d, b in result.best.items()},
             "history": result.history, "run_dir": result.run_dir, "test": result.test.to_dict()}
@@ -210,19 +216,26 @@ def main(argv: list[str] | None = None) -> int:
            "notes": list(args.note)}
     if args.resume and out.with_suffix(".json").is_file():
         doc["runs"] = json.loads(out.with_suffix(".json").read_text(encoding="utf-8")).get("runs", [])
-    for seed in seeds:
-        for variant in variants:
-            overrides = run_overrides(args, table[variant], seed)
-            if any(r["variant"] == variant and r["overrides"] == overrides for r in doc["runs"]):
-                print(f"[quality] {variant} seed {seed}: kept from {out.with_suffix('.json')}", flush=True)
-                continue
-            print(f"[quality] {variant} seed {seed}: {' '.join(overrides)}", flush=True)
-            run = run_one(variant, overrides, args.storage, parent)
-            doc["runs"] = [r for r in doc["runs"] if not (r["variant"] == variant and r["seed"] == seed)] + [run]
-            write_outputs(out, doc, final=False)
-            print(f"[quality] {variant} seed {seed}: {run['wall_s']:.0f} s, test "
-                  + json.dumps({p: {d: round(ms['MRR'] or 0, 4) for d, ms in dom.items()}
-                                for p, dom in run["test"]["metrics"].items()}), flush=True)
+    # `kill` (SIGTERM) becomes an exception, so the MLflow parent run is closed as KILLED, not left RUNNING
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for seed in seeds:
+            for variant in variants:
+                overrides = run_overrides(args, table[variant], seed)
+                if any(r["variant"] == variant and r["overrides"] == overrides for r in doc["runs"]):
+                    print(f"[quality] {variant} seed {seed}: kept from {out.with_suffix('.json')}", flush=True)
+                    continue
+                print(f"[quality] {variant} seed {seed}: {' '.join(overrides)}", flush=True)
+                run = run_one(variant, overrides, args.storage, parent)
+                doc["runs"] = [r for r in doc["runs"] if not (r["variant"] == variant and r["seed"] == seed)] + [run]
+                write_outputs(out, doc, final=False)
+                print(f"[quality] {variant} seed {seed}: {run['wall_s']:.0f} s, test "
+                      + json.dumps({p: {d: round(ms['MRR'] or 0, 4) for d, ms in dom.items()}
+                                    for p, dom in run["test"]["metrics"].items()}), flush=True)
+    except BaseException as e:
+        if parent is not None:
+            parent.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     write_outputs(out, doc, final=True)
     if parent is not None:
         for path in sorted(out.parent.glob(f"{out.name}.*")) + sorted(out.parent.glob(f"{out.name}_*.png")):

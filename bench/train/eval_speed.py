@@ -3,8 +3,8 @@
     python bench/train/eval_speed.py --dataset runs/fk --features runs/fk_features/features_title_minilm.parquet
 
 The plain loop scores users in DataLoader batches (windows built per user in Python, as
-bench/train/speed.py's plain Dataset) and ranks each target with a full ``argsort``; llm-emf's evaluator builds batches of users with
-array operations, scores them in one forward pass and counts the items scored above the target. Both rank
+bench/train/speed.py's plain Dataset) and ranks each target with a full ``argsort``; llm-emf's evaluator
+builds batches of users with array operations, scores them in one forward pass and counts the items scored above the target. Both rank
 the target among all items of its domain (no exclusion of seen items here) with the same untrained-but-
 seeded model, and their MRRs are checked equal before the times are reported (``<out>.json``/``.md``).
 """
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     counts = result.counts
     mrr_ours = sum(result.metrics["full"][d]["MRR"] * counts[d] for d in counts) / sum(counts.values())
     assert abs(mrr_ours - mrr_plain) < 1e-6 * max(1.0, mrr_plain) + 1e-9, (mrr_ours, mrr_plain)
-    rows = [{"evaluator": f"plain loop (DataLoader batches of {args.plain_batch_size}) + argsort", "wall_s": plain_s, "cpu_s": plain_cpu},
+    rows = [{"evaluator": f"plain loop (DataLoader batches of {args.plain_batch_size}) + argsort", "wall_s": plain_s,
+             "cpu_s": plain_cpu},
             {"evaluator": f"llm-emf evaluate (batches of {args.eval_batch_size})", "wall_s": ours_s,
              "cpu_s": ours_cpu}]
     out = {"command": " ".join(["python"] + sys.argv), "dataset": dataset.meta.name, "split": args.split,

@@ -200,8 +200,9 @@ def main(argv=None) -> int:
     for name, (vectorised, fused, bf16, mult) in CONFIGS.items():
         per_seq = float(np.median(times[name]))
         cpu_per_seq = float(np.median(cpu_times[name]))
-        rows.append({"cpu_s_per_1k_sequences": 1000 * cpu_per_seq,
-                     "cpu_speedup_vs_plain": float(np.median(cpu_times["plain"])) / cpu_per_seq,"config": name, "batch_size": args.batch_size * mult, "vectorised": vectorised,
+        rows.append({"config": name, "batch_size": args.batch_size * mult, "vectorised": vectorised,
+                     "cpu_s_per_1k_sequences": 1000 * cpu_per_seq,
+                     "cpu_speedup_vs_plain": float(np.median(cpu_times["plain"])) / cpu_per_seq,
                      "fused_loss": fused, "bf16": bf16, "sequences_per_s": 1.0 / per_seq,
                      "speedup_vs_plain": base / per_seq, "epoch_minutes": len(order) * per_seq / 60,
                      "timed_steps": len(times[name])})
