@@ -16,6 +16,11 @@ class ModelConfig:
     n_blocks: int = help_field(2, "(int) self-attention blocks per encoder", min=1, max=24)
     dropout: float = help_field(0.2, "(float) dropout on embeddings, attention and FFN", min=0.0, max=0.9)
     max_len: int = help_field(15, "(int) most recent items of a sequence the model sees", min=2, max=512)
+    positions: str = help_field("relative", "(str) how attention knows order: relative (a learned bias per head "
+                                "and distance back from the query; the last item is the same slot for every "
+                                "length), right (learned position of each column, SASRec: the last column is "
+                                "always the newest item), start (learned position counted from the window's "
+                                "first item)", choices=("relative", "right", "start"))
     use_id: bool = help_field(True, "(bool) use the learned ID embedding")
     use_text: bool = help_field(False, "(bool) use the frozen text embedding from the feature table")
     use_image: bool = help_field(False, "(bool) use the frozen image embedding from the feature table")
@@ -23,6 +28,18 @@ class ModelConfig:
                              "per modality, fuse softmaxed scores", choices=("early", "late"))
     text_weight: float = help_field(1.0, "(float) b, weight of the text modality", min=0.0, max=100.0)
     image_weight: float = help_field(1.0, "(float) a, weight of the image modality", min=0.0, max=100.0)
+    text_norm: str = help_field("center", "(str) preprocessing of the frozen text/image vectors per domain: none, "
+                                "center (subtract the domain's mean vector, rescale to unit norm) or whiten "
+                                "(ZCA whitening with the domain's covariance)", choices=("none", "center", "whiten"))
+    adaptor: str = help_field("domain", "(str) map from frozen vectors to q: linear (one bias-free map for both "
+                              "domains), domain (one affine map per domain) or moe (per domain, a gated mixture "
+                              "of model.adaptor_experts affine maps, as UniSRec)", choices=("linear", "domain", "moe"))
+    adaptor_experts: int = help_field(4, "(int) experts of the moe adaptor", min=1, max=64)
+    id_dropout: float = help_field(0.2, "(float) training only, with text or image on: probability that an "
+                                   "item's ID vector is dropped for a step, so it must be recognised from its "
+                                   "content", min=0.0, max=1.0)
+    content_dropout: float = help_field(0.0, "(float) training only: probability that an item's text/image term "
+                                        "is dropped for a step", min=0.0, max=1.0)
     learnable_weights: bool = help_field(False, "(bool) learn the fusion weights, starting from the values above")
     cross_attention: bool = help_field(True, "(bool) single-domain states attend to the mixed-sequence states")
     loss_weight: float = help_field(1.0, "(float) lambda, weight of the shared (mixed-state) loss term", min=0.0,

@@ -99,7 +99,7 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
     if "sampled" in protocols:
         neg_path = Path(negatives_file) if negatives_file else negatives_path(cfg, split)
         negatives = load_or_create_negatives(
-            neg_path, fingerprint=fp, split=split, seed=cfg.seed, n_negatives=cfg.eval.n_negatives,
+            neg_path, fingerprint=fp, split=split, seed=cfg.eval.negatives_seed, n_negatives=cfg.eval.n_negatives,
             user_ids=rows.column("user_id").to_pylist(), targets=targets, n_x=n_x, n_y=n_y)   # (N, k_max)
 
     names = tuple(dataset.meta.domains)
@@ -136,7 +136,8 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
 
     metrics = {p: {d: metrics_from_ranks(torch.as_tensor(r), ks) for d, r in ranks[p].items()} for p in protocols}
     counts = {names[d]: int((case_domain == d).sum()) for d in (DOMAIN_X, DOMAIN_Y)}
-    info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed, "ks": sorted(set(ks)), "ties": ties,
+    info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed, "negatives_seed": cfg.eval.negatives_seed,
+            "ks": sorted(set(ks)), "ties": ties,
             "exclude_seen": cfg.eval.exclude_seen, "n_negatives": cfg.eval.n_negatives,
             "negatives_file": str(neg_path) if neg_path else None, "scorer": scorer_name}
     return EvalResult(split, protocols, metrics, counts, n_cand, info, ranks)

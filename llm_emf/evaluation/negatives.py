@@ -35,7 +35,7 @@ def negatives_path(cfg: Config, split: str) -> Path:
     """``eval.negatives_file`` (placeholders {split}, {seed}, {n}) or ``<data.output>/negatives_...parquet``."""
     template = cfg.eval.negatives_file or str(Path(cfg.data.output) / "negatives_{split}_seed{seed}_n{n}.parquet")
     try:
-        return Path(template.format(split=split, seed=cfg.seed, n=cfg.eval.n_negatives))
+        return Path(template.format(split=split, seed=cfg.eval.negatives_seed, n=cfg.eval.n_negatives))
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(f"eval.negatives_file: expected placeholders {{split}}, {{seed}}, {{n}} only, "
                           f"found '{template}' ({e!r})") from None

@@ -136,21 +136,39 @@ def mixed_batch(inputs: Ragged, n_x: int, L: int, targets: Ragged | None = None)
                       (t(times[0]), t(times[1])), None if targets is None else t(targets.window(L)))
 
 
+def supervision_windows(sequences: Ragged, L: int) -> Ragged:
+    """Every row's prefixes ending at ``n, n - L, n - 2L, ...`` (while at least 2 items long).
+
+    A window of L inputs supervises the last L targets of its prefix, so these prefixes together supervise
+    every next-item target of a long sequence exactly once; with only the whole row, targets before its
+    last L would never be trained. Each prefix keeps the row's full history before it (the single-domain
+    windows and cross-attention read it). Rows stay grouped: a row's prefixes are adjacent, newest first.
+    """
+    n_windows = np.maximum((sequences.lengths - 2) // L + 1, 0)              # (B,) prefixes with >= 2 items
+    row = np.repeat(np.arange(len(sequences.starts)), n_windows)             # (W,)
+    k = np.arange(len(row)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)   # (W,) 0, 1, ... per row
+    return Ragged(sequences.values, sequences.starts[row], sequences.ends[row] - k * L)
+
+
 def training_batch(sequences: Ragged, n_x: int, L: int) -> MixedBatch:
-    """Dense next-item supervision: inputs items[:-1], targets items[1:] (aligned windows)."""
-    return mixed_batch(sequences.drop_last(), n_x, L, targets=sequences.drop_first())
+    """Dense next-item supervision of every target: inputs items[:-1], targets items[1:] (aligned windows)
+    over the :func:`supervision_windows` of each row."""
+    windows = supervision_windows(sequences, L)
+    return mixed_batch(windows.drop_last(), n_x, L, targets=windows.drop_first())
 
 
 def single_domain_batch(sequences: Ragged, n_x: int, domain: int, L: int, training: bool) -> tuple:
     """(inputs, targets) (B, L) of the D-only subsequences, for the per-domain SASRec baseline.
 
-    Training: inputs are D-items[:-1] and targets D-items[1:]. Evaluation: ``sequences`` are already the
-    inputs; all their D-items form the window and targets is None.
+    Training: inputs are D-items[:-1] and targets D-items[1:], over the :func:`supervision_windows` of the
+    D-only subsequence (every D target once). Evaluation: ``sequences`` are already the inputs; all their
+    D-items form the window and targets is None.
     """
     in_domain = (sequences.values >= n_x) if domain else (sequences.values < n_x)
     only = sequences.filter(in_domain)
     if not training:
         return torch.from_numpy(only.window(L)), None
+    only = supervision_windows(only, L)
     return torch.from_numpy(only.drop_last().window(L)), torch.from_numpy(only.drop_first().window(L))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +35,17 @@ class ItemFeatures:
     @property
     def n_items(self) -> int:
         return int(self.has_text.shape[0])
+
+    def fingerprint(self) -> str:
+        """sha256 of the aligned matrices and flags: what the model reads, not how the Parquet file is laid
+        out. A checkpoint records it, so a rewritten table (same width, other vectors) is refused."""
+        h = hashlib.sha256()
+        for name in ("has_text", "has_image", "text", "image"):
+            t = getattr(self, name)
+            h.update(name.encode() + (b"-" if t is None else str(tuple(t.shape)).encode()))
+            if t is not None:
+                h.update(np.ascontiguousarray(t.numpy()).tobytes())
+        return h.hexdigest()
 
 
 def _embedding_matrix(table: pa.Table, column: str, rows: np.ndarray, flags: np.ndarray, n_items: int,

@@ -1,16 +1,26 @@
-"""Item vectors: the learned ID table plus projected frozen text/image embeddings (method.md, Fusion).
+"""Item vectors: the learned ID table plus adapted frozen text/image embeddings (docs/method.md, Fusion).
 
-Frozen features are registered as buffers (moved with the model, never trained, not saved). An item whose
-``has_text`` / ``has_image`` flag is false contributes nothing from that modality: its feature term is
-multiplied by 0, so whatever sits in its feature row cannot change any score.
+Frozen features are registered as buffers (moved with the model, never trained, not saved). Before the
+model sees them they are conditioned per domain (``model.text_norm``): raw sentence/CLIP vectors are
+anisotropic (all items of a domain share a large common direction), so dot products between them say
+little until that direction is removed. An adaptor (``model.adaptor``) then maps them to q dimensions.
+An item whose ``has_text`` / ``has_image`` flag is false contributes nothing from that modality: its
+adapted vector is multiplied by 0, so whatever sits in its feature row cannot change any score.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from llm_emf.config.model import ModelConfig
 
 from .features import ItemFeatures
+
+CONTENT = ("text", "image")
 
 
 class FusionWeight(nn.Module):
@@ -28,16 +38,76 @@ class FusionWeight(nn.Module):
         return self.value
 
 
-class ItemVectors(nn.Module):
-    """Per-modality item vectors ``(n_items, q)``: ``id``, ``image`` (W_img E_img), ``text`` (W_tex E_tex)."""
+def condition_features(matrix: torch.Tensor, has: torch.Tensor, n_x: int, mode: str) -> torch.Tensor:
+    """(n_items, e) frozen vectors -> conditioned per domain: ``none``, ``center`` or ``whiten``.
 
-    def __init__(self, n_items: int, d: int, modalities: tuple[str, ...], features: ItemFeatures | None):
+    ``center`` subtracts the domain's mean vector and rescales rows to unit norm; ``whiten`` applies ZCA
+    whitening with the domain's covariance (eigenvalues floored at 1% of their mean, so near-empty
+    directions are not blown up) and divides by sqrt(e) so rows keep a norm near 1. Rows without the
+    modality stay zero and do not enter the statistics.
+    """
+    if mode == "none":
+        return matrix
+    out = torch.zeros_like(matrix)
+    for rows in (torch.arange(n_x), torch.arange(n_x, matrix.shape[0])):
+        rows = rows[has[rows]]
+        if rows.numel() == 0:
+            continue
+        x = matrix[rows].double()                                            # (n_D, e)
+        centred = x - x.mean(dim=0)
+        if mode == "center" or rows.numel() < 2:
+            out[rows] = F.normalize(centred, dim=-1).to(matrix.dtype)
+            continue
+        cov = centred.T @ centred / (rows.numel() - 1)                        # (e, e)
+        evals, evecs = torch.linalg.eigh(cov)
+        floor = 0.01 * evals.clamp(min=0).mean() + 1e-12
+        zca = evecs @ torch.diag(evals.clamp(min=0).add(floor).rsqrt()) @ evecs.T
+        out[rows] = (centred @ zca / math.sqrt(x.shape[1])).to(matrix.dtype)
+    return out
+
+
+class ContentAdaptor(nn.Module):
+    """Frozen (n_items, e) -> (n_items, q): ``linear`` (shared, bias-free), ``domain`` (one affine map per
+    domain) or ``moe`` (per domain, UniSRec's gated mixture of affine experts (x - b_k) W_k)."""
+
+    def __init__(self, e: int, d: int, kind: str, n_x: int, experts: int):
+        super().__init__()
+        self.kind, self.n_x = kind, n_x
+        if kind == "linear":
+            self.proj = nn.Linear(e, d, bias=False)
+        elif kind == "domain":
+            self.proj = nn.ModuleList(nn.Linear(e, d) for _ in range(2))
+        else:
+            self.shift = nn.Parameter(torch.zeros(2, experts, e))            # b_k per domain
+            self.experts = nn.Parameter(torch.empty(2, experts, e, d))       # W_k per domain
+            nn.init.normal_(self.experts, std=0.02)
+            self.gate = nn.ModuleList(nn.Linear(e, experts) for _ in range(2))
+
+    def _domain(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        if self.kind == "domain":
+            return self.proj[domain](x)
+        gate = torch.softmax(self.gate[domain](x), dim=-1)                   # (n, K)
+        y = torch.einsum("nke,ked->nkd", x.unsqueeze(1) - self.shift[domain], self.experts[domain])  # (n, K, q)
+        return (gate.unsqueeze(-1) * y).sum(dim=1)                            # (n, q)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return self.proj(feats)
+        return torch.cat([self._domain(feats[:self.n_x], 0), self._domain(feats[self.n_x:], 1)])
+
+
+class ItemVectors(nn.Module):
+    """Per-modality item vectors ``(n_items, q)``: ``id`` (E_id), ``image`` and ``text`` (adapted features)."""
+
+    def __init__(self, n_x: int, n_y: int, cfg: ModelConfig, modalities: tuple[str, ...],
+                 features: ItemFeatures | None):
         super().__init__()
         self.modalities = modalities
-        self.n_items = n_items
+        self.n_items = n_items = n_x + n_y
         if "id" in modalities:
-            self.id = nn.Embedding(n_items, d)
-        for name in ("text", "image"):
+            self.id = nn.Embedding(n_items, cfg.hidden_size)
+        self.adaptors = nn.ModuleDict()
+        for name in CONTENT:
             if name not in modalities:
                 continue
             matrix = getattr(features, name) if features is not None else None
@@ -45,19 +115,21 @@ class ItemVectors(nn.Module):
                 raise ValueError(f"model.use_{name} is on but the feature table has no item with has_{name}=true")
             if matrix.shape[0] != n_items:
                 raise ValueError(f"{name} features cover {matrix.shape[0]} items, the dataset has {n_items}")
+            has = getattr(features, f"has_{name}").bool()
             # Not persistent: checkpoints stay small; the features are reloaded from model.features.
-            self.register_buffer(f"{name}_features", matrix.float(), persistent=False)     # (n_items, e)
-            self.register_buffer(f"has_{name}", getattr(features, f"has_{name}").bool(), persistent=False)
-            # No bias: a masked (zero) feature row must map to the zero vector.
-            setattr(self, f"{name}_proj", nn.Linear(matrix.shape[1], d, bias=False))
+            self.register_buffer(f"{name}_features", condition_features(matrix.float(), has, n_x, cfg.text_norm),
+                                 persistent=False)                              # (n_items, e)
+            self.register_buffer(f"has_{name}", has, persistent=False)
+            self.adaptors[name] = ContentAdaptor(matrix.shape[1], cfg.hidden_size, cfg.adaptor, n_x,
+                                                 cfg.adaptor_experts)
 
     def modality(self, name: str) -> torch.Tensor:
         """(n_items, q) vectors of one modality; zero rows for items that lack it."""
         if name == "id":
             return self.id.weight
-        feats = getattr(self, f"{name}_features")                       # (n_items, e)
-        mask = getattr(self, f"has_{name}").unsqueeze(-1)               # (n_items, 1)
-        return getattr(self, f"{name}_proj")(feats) * mask.to(feats.dtype)
+        mask = getattr(self, f"has_{name}").unsqueeze(-1)                       # (n_items, 1)
+        out = self.adaptors[name](getattr(self, f"{name}_features"))            # (n_items, q)
+        return out * mask.to(out.dtype)
 
     def has(self, name: str) -> torch.Tensor:
         """(n_items,) bool: which items carry this modality (ID: all)."""
@@ -65,19 +137,48 @@ class ItemVectors(nn.Module):
             return torch.ones(self.n_items, dtype=torch.bool, device=self.id.weight.device)
         return getattr(self, f"has_{name}")
 
+    def has_content(self) -> torch.Tensor:
+        """(n_items,) bool: items with at least one content modality switched on in this model."""
+        out = torch.zeros(self.n_items, dtype=torch.bool, device=next(self.buffers(), torch.empty(0)).device)
+        for name in CONTENT:
+            if name in self.modalities:
+                out = out | self.has(name)
+        return out
+
+
+def _drop_rows(vectors: torch.Tensor, p: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero each row with probability ``p`` (only rows where ``allowed``); no rescaling: a dropped item
+    must be scored from what is left of it, as an item without that modality would be."""
+    drop = torch.rand(vectors.shape[0], device=vectors.device) < p               # (n_items,)
+    if allowed is not None:
+        drop = drop & allowed
+    return vectors * (~drop).unsqueeze(-1).to(vectors.dtype)
+
 
 class EarlyFusion(nn.Module):
-    """x_i = E_id[i] + a * W_img E_img[i] + b * W_tex E_tex[i] (terms present only when switched on)."""
+    """x_i = E_id[i] + a * A_img(E_img[i]) + b * A_tex(E_tex[i]) (terms present only when switched on).
 
-    def __init__(self, vectors: ItemVectors, image_weight: float, text_weight: float, learnable: bool):
+    In training, ``id_dropout`` drops an item's ID term (only items that have content, so none is left
+    blank) and ``content_dropout`` its content terms, each per item and step.
+    """
+
+    def __init__(self, vectors: ItemVectors, cfg: ModelConfig):
         super().__init__()
         self.vectors = vectors
-        self.weights = nn.ModuleDict({m: FusionWeight(w, learnable)
-                                      for m, w in (("image", image_weight), ("text", text_weight))
-                                      if m in vectors.modalities})
+        self.id_dropout, self.content_dropout = cfg.id_dropout, cfg.content_dropout
+        given = {"image": cfg.image_weight, "text": cfg.text_weight}
+        self.weights = nn.ModuleDict({m: FusionWeight(given[m], cfg.learnable_weights)
+                                      for m in CONTENT if m in vectors.modalities})
 
     def forward(self) -> torch.Tensor:
-        out = self.vectors.modality("id") if "id" in self.vectors.modalities else 0.0
+        out = 0.0
+        if "id" in self.vectors.modalities:
+            out = self.vectors.modality("id")
+            if self.training and self.id_dropout > 0 and self.weights:
+                out = _drop_rows(out, self.id_dropout, self.vectors.has_content())
         for name, weight in self.weights.items():
-            out = out + weight() * self.vectors.modality(name)
+            term = self.vectors.modality(name)
+            if self.training and self.content_dropout > 0:
+                term = _drop_rows(term, self.content_dropout)
+            out = out + weight() * term
         return out                                                      # (n_items, q)

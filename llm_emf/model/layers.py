@@ -2,6 +2,14 @@
 
 Sequences are left-padded: column ``L-1`` is always the most recent item, so "the state after the last
 item" is ``H[:, -1]`` for every row. Masks are boolean, True = may attend.
+
+Order enters in one of three ways (``model.positions``). ``relative`` (default) adds a learned bias per
+head and distance (query column - key column) to the attention logits: a state sees how far back each
+item is, never how many items follow it, and the newest item is at distance 0 in every row, so the slot
+every prediction reads is trained by every row. ``right`` is SASRec's learned embedding per column: also
+the same slot for the newest item, but an earlier state learns how many items follow it in the window.
+``start`` counts from the window's first item: no look-ahead, but long test histories read slots that
+short training windows rarely reach (docs/method.md has the measurements).
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ class MaskedAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        # x: (B, Tq, d) queries; memory: (B, Tk, d) keys/values; allowed: (B, Tq, Tk) bool
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, Tq, d) queries; memory: (B, Tk, d) keys/values; allowed: (B, Tq, Tk) bool;
+        # bias: (h, Tq, Tk) added to the attention logits (relative positions) or None
         B, Tq, d = x.shape
         h = self.n_heads
         q = self.q(x).view(B, Tq, h, d // h).transpose(1, 2)                   # (B, h, Tq, d/h)
@@ -32,7 +42,11 @@ class MaskedAttention(nn.Module):
         any_key = allowed.any(dim=-1, keepdim=True)                             # (B, Tq, 1)
         # Rows with no allowed key would be NaN under softmax; let them see key 0 and zero them below.
         safe = allowed | (~any_key & (torch.arange(allowed.shape[-1], device=x.device) == 0))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=safe.unsqueeze(1),
+        mask = safe.unsqueeze(1)                                                # (B, 1, Tq, Tk)
+        if bias is not None:
+            mask = torch.where(mask, bias.to(q.dtype).unsqueeze(0),
+                               torch.tensor(float("-inf"), dtype=q.dtype, device=x.device))   # (B, h, Tq, Tk)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, Tq, d)                                 # (B, Tq, d)
         return self.out(y) * any_key.to(y.dtype)
@@ -58,9 +72,9 @@ class Block(nn.Module):
         self.ffn = FeedForward(d, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         a = self.ln_attn(x)
-        x = x + self.drop(self.attn(a, a, allowed))
+        x = x + self.drop(self.attn(a, a, allowed, bias))
         return x + self.drop(self.ffn(self.ln_ffn(x)))
 
 
@@ -72,11 +86,16 @@ def causal_mask(valid: torch.Tensor) -> torch.Tensor:
 
 
 class CausalEncoder(nn.Module):
-    """SASRec: item vectors + learned positions -> causal pre-LN blocks -> (B, L, d); pads give zeros."""
+    """SASRec: item vectors (+ positions) -> causal pre-LN blocks -> (B, L, d); pads give zeros."""
 
-    def __init__(self, d: int, n_heads: int, n_blocks: int, max_len: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, n_blocks: int, max_len: int, dropout: float,
+                 positions: str = "relative"):
         super().__init__()
-        self.pos = nn.Embedding(max_len, d)
+        self.positions = positions
+        if positions == "relative":     # one bias per (distance, head) per block
+            self.distance_bias = nn.ModuleList(nn.Embedding(max_len, n_heads) for _ in range(n_blocks))
+        else:
+            self.pos = nn.Embedding(max_len, d)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d, n_heads, dropout) for _ in range(n_blocks))
         self.ln_final = nn.LayerNorm(d)
@@ -84,13 +103,22 @@ class CausalEncoder(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # x: (B, L, d) item vectors of a left-padded sequence; valid: (B, L) bool
         keep = valid.unsqueeze(-1).to(x.dtype)                                # (B, L, 1)
-        # Positions count from the first item of the window, so an item's position never depends on how
-        # many items come after it (right-aligned positions would leak the future's length).
-        positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)             # (B, L)
-        h = self.drop(x + self.pos(positions)) * keep
+        L = valid.shape[1]
+        cols = torch.arange(L, device=x.device)
+        if self.positions == "relative":
+            h = self.drop(x) * keep
+            distance = (cols.view(-1, 1) - cols.view(1, -1)).clamp(min=0)    # (L, L) query - key, >= 0 where causal
+            biases = [table(distance).permute(2, 0, 1) for table in self.distance_bias]   # each (h, L, L)
+        else:
+            if self.positions == "right":
+                positions = cols.expand_as(valid)                              # (B, L): newest item at L-1
+            else:
+                positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)     # (B, L): from the window's first item
+            h = self.drop(x + self.pos(positions)) * keep
+            biases = [None] * len(self.blocks)
         allowed = causal_mask(valid)
-        for block in self.blocks:
-            h = block(h, allowed) * keep                                      # pads stay zero
+        for block, bias in zip(self.blocks, biases):
+            h = block(h, allowed, bias) * keep                                # pads stay zero
         return self.ln_final(h) * keep
 
 

@@ -37,11 +37,11 @@ class LLMEMF(nn.Module):
         self.cfg, self.n_x, self.n_y = cfg, n_x, n_y
         self.max_len = cfg.max_len
         self.modalities = modalities_of(cfg)
-        self.vectors = ItemVectors(n_x + n_y, cfg.hidden_size, self.modalities, features)
+        self.vectors = ItemVectors(n_x, n_y, cfg, self.modalities, features)
         net = lambda: PreferenceNetwork(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,  # noqa: E731
-                                        cfg.dropout, cfg.cross_attention)
+                                        cfg.dropout, cfg.cross_attention, cfg.positions)
         if cfg.fusion == "early":
-            self.fusion = EarlyFusion(self.vectors, cfg.image_weight, cfg.text_weight, cfg.learnable_weights)
+            self.fusion = EarlyFusion(self.vectors, cfg)
             self.net = net()
         else:
             self.nets = nn.ModuleDict({m: net() for m in self.modalities})

@@ -28,9 +28,10 @@ def gather_columns(states: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
 
 
 class PreferenceNetwork(nn.Module):
-    def __init__(self, d: int, n_heads: int, n_blocks: int, max_len: int, dropout: float, cross_attention: bool):
+    def __init__(self, d: int, n_heads: int, n_blocks: int, max_len: int, dropout: float, cross_attention: bool,
+                 positions: str = "relative"):
         super().__init__()
-        make = lambda: CausalEncoder(d, n_heads, n_blocks, max_len, dropout)  # noqa: E731
+        make = lambda: CausalEncoder(d, n_heads, n_blocks, max_len, dropout, positions)  # noqa: E731
         self.mixed = make()
         self.single = nn.ModuleList([make(), make()])                            # X, Y
         self.cross = nn.ModuleList([CrossDomainAttention(d, n_heads, dropout) for _ in range(2)]) \

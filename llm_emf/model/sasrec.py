@@ -38,10 +38,10 @@ class SASRecPair(nn.Module):
     def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None):
         super().__init__()
         self.cfg, self.n_x, self.n_y, self.max_len = cfg, n_x, n_y, cfg.max_len
-        self.vectors = ItemVectors(n_x + n_y, cfg.hidden_size, modalities_of(cfg), features)
-        self.fusion = EarlyFusion(self.vectors, cfg.image_weight, cfg.text_weight, cfg.learnable_weights)
+        self.vectors = ItemVectors(n_x, n_y, cfg, modalities_of(cfg), features)
+        self.fusion = EarlyFusion(self.vectors, cfg)
         self.encoders = nn.ModuleList(CausalEncoder(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,
-                                                    cfg.dropout) for _ in range(2))
+                                                    cfg.dropout, cfg.positions) for _ in range(2))
         self.apply(_init_weights)
 
     def domain_slice(self, domain: int) -> slice:

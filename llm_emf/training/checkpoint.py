@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 
-from llm_emf.config import Config, save_config
+from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict
 from llm_emf.hashing import file_sha256
 
@@ -118,6 +118,25 @@ def load_checkpoint_config(folder: str | Path) -> Config:
     cfg = from_dict(Config, mapping, source=str(path))
     cfg.validate()
     return cfg
+
+
+def features_fingerprint(features) -> str | None:
+    """What a checkpoint records of its item features (None for a model without content features)."""
+    return None if features is None else features.fingerprint()
+
+
+def check_features(state: dict[str, Any], features, folder: str | Path, feature_path: str) -> None:
+    """Refuse to pair a checkpoint with other item features than it was trained on.
+
+    A feature table rewritten with the same width would otherwise load silently and change every score of
+    a trained or served model. Checkpoints older than the fingerprint have none and pass.
+    """
+    recorded = state.get("features_fingerprint")
+    found = features_fingerprint(features)
+    if recorded is not None and recorded != found:
+        raise ConfigError(f"{folder}: expected the item features this model was trained with (fingerprint "
+                          f"{recorded[:16]}), found {'none' if found is None else found[:16]} in model.features "
+                          f"'{feature_path}'; point model.features at the original table or retrain")
 
 
 def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -24,8 +24,8 @@ from llm_emf.evaluation import evaluate
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import sequences_of
 
-from .checkpoint import (clone_state, epoch_seed, load_state, rng_state, save_checkpoint, seed_everything,
-                         set_rng_state)
+from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
+                         save_checkpoint, seed_everything, set_rng_state)
 from .selection import Selection, flat_metrics
 
 VALID_PROTOCOLS = ("sampled", "full")
@@ -104,7 +104,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     seed_everything(cfg.seed)
 
     dataset = Dataset.read(cfg.data.output)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items))
+    features = load_features_for(cfg.model, dataset.items)
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)
     history: list[dict] = []
@@ -113,6 +114,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     with session.latest_checkpoint() as folder:
         if folder is not None:
             state = load_state(folder)
+            check_features(state, features, folder, cfg.model.features)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -131,7 +133,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     if stopped and history:
         # Resumed after the run had finished: report the final state again so the caller gets a result.
         _report_checkpoint(session, rank, history[-1], inner, optimizer, scheduler, selection, history,
-                           best_states, start_epoch, cfg)
+                           best_states, start_epoch, cfg, features)
     epoch = start_epoch
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
@@ -154,20 +156,20 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             history.append(metrics)
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
-                           best_states, epoch, cfg)
+                           best_states, epoch, cfg, features)
         if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
             Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
             raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
 
 
 def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,
-                       epoch, cfg) -> None:
+                       epoch, cfg, features) -> None:
     if rank != 0:
         session.report(metrics, None)
         return
     state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "selection": selection.state(),
-             "history": history, "best_states": best_states}
+             "history": history, "best_states": best_states, "features_fingerprint": features_fingerprint(features)}
     with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
         save_checkpoint(tmp, state, cfg)
         session.report(metrics, tmp)

@@ -124,3 +124,12 @@ def test_default_path_and_placeholders(cfg, tmp_path):
     cfg.eval.negatives_file = str(tmp_path / "n_{user}.parquet")
     with pytest.raises(ConfigError, match="placeholders"):
         negatives_path(cfg, "valid")
+
+
+def test_negatives_do_not_follow_the_training_seed(cfg, tmp_path):
+    """Runs with different training seeds must be scored on the same candidates (one file per split)."""
+    first = negatives_path(cfg, "test")
+    cfg.seed = 7
+    assert negatives_path(cfg, "test") == first
+    cfg.eval.negatives_seed = 3
+    assert negatives_path(cfg, "test") == tmp_path / "dataset" / "negatives_test_seed3_n999.parquet"

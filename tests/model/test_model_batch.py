@@ -5,7 +5,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from llm_emf.model.batch import PAD, Ragged, eval_inputs, mixed_batch, single_domain_batch, training_batch
+from llm_emf.model.batch import (PAD, Ragged, eval_inputs, mixed_batch, single_domain_batch, supervision_windows,
+                                 training_batch)
 
 pytestmark = pytest.mark.unit
 
@@ -69,11 +70,12 @@ def test_batch_building_is_vectorised_for_large_batches():
     rng = np.random.default_rng(0)
     rows = [list(rng.integers(0, 40, size=rng.integers(2, 30))) for _ in range(2000)]
     b = training_batch(ragged(rows), 20, 15)
-    assert b.items.shape == (2000, 15) and b.items.dtype == torch.int64
-    # spot check row 7 against a direct computation
-    seq = rows[7]
+    n_windows = [(len(r) - 2) // 15 + 1 for r in rows]                  # rows of 17+ items need two windows
+    assert b.items.shape == (sum(n_windows), 15) and b.items.dtype == torch.int64
+    # spot check row 7's newest window against a direct computation
+    seq, first = rows[7], sum(n_windows[:7])
     x_hist = [i for i in seq[:-1] if i < 20][-15:]
-    assert [i for i in b.seq[0][7].tolist() if i != PAD] == x_hist
+    assert [i for i in b.seq[0][first].tolist() if i != PAD] == x_hist
 
 
 def test_take_compacts_the_rows_so_a_batch_never_scans_the_whole_dataset():
@@ -88,3 +90,28 @@ def test_take_compacts_the_rows_so_a_batch_never_scans_the_whole_dataset():
     for a, b in ((full.items, again.items), (full.targets, again.targets), (full.last[1], again.last[1]),
                  (full.time[0], again.time[0]), (full.seq[1], again.seq[1])):
         assert torch.equal(a, b)
+
+
+def test_supervision_windows_train_every_target_of_a_long_sequence_once():
+    seq = list(range(5, 5 + 9))                     # 9 Y items: 8 next-item targets, windows of 3
+    w = supervision_windows(ragged([seq, [1], [2, 3]]), 3)
+    # prefixes ending at 9, 6, 3 items of row 0 (newest first); row 1 has no target; row 2 one prefix
+    assert (w.ends - w.starts).tolist() == [9, 6, 3, 2]
+    b = training_batch(ragged([seq, [1], [2, 3]]), N_X, 3)
+    assert b.targets.tolist() == [[11, 12, 13], [8, 9, 10], [PAD, 6, 7], [PAD, PAD, 3]]
+    assert b.items.tolist() == [[10, 11, 12], [7, 8, 9], [PAD, 5, 6], [PAD, PAD, 2]]
+    targets = [t for row in b.targets.tolist() for t in row if t != PAD]
+    assert sorted(targets) == sorted(seq[1:] + [3])  # each target exactly once
+
+
+def test_supervision_windows_keep_the_history_before_the_window():
+    # 0 (X) opens the row; the second window's X history must still see it, as the first window's does
+    b = training_batch(ragged([[0, 5, 6, 7, 8, 9, 1]]), N_X, 3)
+    assert b.seq[0].tolist()[1] == [PAD, PAD, 0]        # prefix [0,5,6,7]: inputs 5,6,7, X history [0]
+    assert b.targets.tolist() == [[8, 9, 1], [5, 6, 7]]
+
+
+def test_single_domain_windows_train_every_domain_target_once():
+    r = ragged([[0, 5, 1, 6, 2, 3, 4]])             # X items 0,1,2,3,4: 4 targets, windows of 2
+    inp, tgt = single_domain_batch(r, N_X, 0, 2, training=True)
+    assert tgt.tolist() == [[3, 4], [1, 2]] and inp.tolist() == [[2, 3], [0, 1]]

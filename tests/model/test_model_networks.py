@@ -29,6 +29,11 @@ VARIANTS = {
     "late_full": dict(use_text=True, use_image=True, fusion="late"),
     "no_cross": dict(use_text=True, cross_attention=False),
     "no_id": dict(use_id=False, use_text=True, use_image=True),
+    "moe_whiten": dict(use_text=True, use_image=True, adaptor="moe", text_norm="whiten"),
+    "linear_raw": dict(use_text=True, adaptor="linear", text_norm="none"),
+    "right_positions": dict(use_text=True, positions="right"),
+    "start_positions": dict(use_text=True, positions="start"),
+    "dropouts": dict(use_text=True, use_image=True, id_dropout=0.5, content_dropout=0.3),
 }
 
 
@@ -47,18 +52,23 @@ def test_layer_shapes():
     assert allowed.shape == (B, L, L)
     assert MaskedAttention(d, 2, 0.0)(x, x, allowed).shape == (B, L, d)
     assert Block(d, 2, 0.0)(x, allowed).shape == (B, L, d)
-    out = CausalEncoder(d, 2, 2, L, 0.0)(x, valid)
-    assert out.shape == (B, L, d) and torch.all(out[:, :2] == 0)            # pads are zero
+    for positions in ("relative", "right", "start"):
+        out = CausalEncoder(d, 2, 2, L, 0.0, positions)(x, valid)
+        assert out.shape == (B, L, d) and torch.all(out[:, :2] == 0)        # pads are zero
     time = torch.tensor([[-1, -1, 2, 3, 5, -1]] * B)
     cross = CrossDomainAttention(d, 2, 0.0)(x, x, time, valid)
     assert cross.shape == (B, L, d) and torch.all(cross[:, [0, 1, 5]] == 0)  # nothing to see -> zero
 
 
-def test_item_vectors_and_fusion_shapes(features):
-    vecs = ItemVectors(N_X + N_Y, 16, ("id", "image", "text"), features)
+@pytest.mark.parametrize("adaptor", ["linear", "domain", "moe"])
+@pytest.mark.parametrize("norm", ["none", "center", "whiten"])
+def test_item_vectors_and_fusion_shapes(features, adaptor, norm):
+    cfg = tiny_config(adaptor=adaptor, text_norm=norm).model
+    vecs = ItemVectors(N_X, N_Y, cfg, ("id", "image", "text"), features)
     for m in ("id", "image", "text"):
         assert vecs.modality(m).shape == (N_X + N_Y, 16)
-    assert EarlyFusion(vecs, 0.5, 2.0, learnable=False)().shape == (N_X + N_Y, 16)
+        assert torch.all(vecs.modality(m)[~vecs.has(m)] == 0)                # items without it get nothing
+    assert EarlyFusion(vecs, cfg)().shape == (N_X + N_Y, 16)
     assert not any(n.endswith("features") for n, _ in vecs.named_parameters())   # frozen: buffers only
     assert "text_features" in dict(vecs.named_buffers())
 
@@ -205,3 +215,72 @@ def test_fused_loss_gives_the_unfused_loss_and_gradients(extra):
     assert g_f.keys() == g_u.keys()
     for k in g_f:
         torch.testing.assert_close(g_f[k], g_u[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("positions,independent", [("relative", True), ("start", True), ("right", False)])
+def test_earlier_states_do_not_learn_how_many_items_follow(positions, independent):
+    """Appending an item must not change the states of the items before it (relative and start positions);
+    SASRec's right-aligned positions do change them: each column's position counts the items after it."""
+    torch.manual_seed(0)
+    enc = CausalEncoder(16, 2, 2, 6, 0.0, positions).eval()
+    x = torch.randn(1, 6, 16)
+    short_valid = torch.tensor([[0, 0, 1, 1, 1, 1]], dtype=torch.bool)      # 4 items in columns 2..5
+    long_valid = torch.tensor([[0, 1, 1, 1, 1, 1]], dtype=torch.bool)       # the same 4 + one more
+    short_x = torch.cat([torch.zeros(1, 2, 16), x[:, 1:5]], dim=1)
+    long_x = torch.cat([torch.zeros(1, 1, 16), x[:, 1:6]], dim=1)
+    with torch.no_grad():
+        short, long = enc(short_x, short_valid), enc(long_x, long_valid)
+    same = torch.allclose(short[:, 2:], long[:, 1:5], atol=1e-5)
+    assert same == independent
+
+
+def test_relative_positions_give_the_newest_item_the_same_slot_for_any_length():
+    """The state after the newest item of a 1-item and a 5-item history read the same distance-0 bias."""
+    torch.manual_seed(0)
+    enc = CausalEncoder(16, 1, 1, 6, 0.0, "relative").eval()
+    item = torch.randn(1, 1, 16)
+    one = torch.cat([torch.zeros(1, 5, 16), item], dim=1)
+    valid = torch.tensor([[0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        alone = enc(one, valid)[:, -1]
+        enc.distance_bias[0].weight[1:] = -1e4                              # only distance 0 may be attended
+        many = enc(torch.cat([torch.randn(1, 5, 16), item], dim=1), torch.ones(1, 6, dtype=torch.bool))[:, -1]
+    torch.testing.assert_close(alone, many, atol=1e-5, rtol=0)
+
+
+def test_conditioning_centres_or_whitens_each_domain():
+    from llm_emf.model.items import condition_features
+    g = torch.Generator().manual_seed(0)
+    common = torch.randn(8, generator=g) * 3                                # a shared direction: anisotropic
+    m = common + torch.randn(400, 8, generator=g) * torch.linspace(0.5, 2, 8)    # spread 0.25..4 per direction
+    has = torch.ones(400, dtype=torch.bool)
+    has[[3, 300]] = False
+    m[~has] = 0
+    centred = condition_features(m, has, 200, "center")
+    white = condition_features(m, has, 200, "whiten")
+    for rows in (slice(0, 200), slice(200, 400)):
+        keep = has[rows]
+        c, w = centred[rows][keep].double(), white[rows][keep].double()
+        torch.testing.assert_close(c.norm(dim=-1), torch.ones(len(c), dtype=torch.float64), atol=1e-5, rtol=0)
+        # whitened: zero mean, covariance I/e (diagonal a little under 1 where the 1% eigenvalue floor bites)
+        assert w.mean(0).abs().max() < 1e-5
+        cov = (w - w.mean(0)).T @ (w - w.mean(0)) / (len(w) - 1) * 8
+        off = cov - torch.diag(cov.diagonal())
+        assert off.abs().max() < 0.02 and cov.diagonal().min() > 0.85 and cov.diagonal().max() < 1.0
+    assert torch.all(centred[~has] == 0) and torch.all(white[~has] == 0)
+    assert torch.equal(condition_features(m, has, 200, "none"), m)
+
+
+def test_id_dropout_scores_dropped_items_from_their_content_in_training_only(features):
+    cfg = tiny_config(use_text=True, use_image=True, id_dropout=1.0).model
+    torch.manual_seed(0)
+    vecs = ItemVectors(N_X, N_Y, cfg, ("id", "text", "image"), features)
+    fusion = EarlyFusion(vecs, cfg)
+    content = vecs.modality("text") + vecs.modality("image")
+    with torch.no_grad():
+        trained = fusion.train()()
+        assert torch.allclose(trained, content)                          # every item had content: all IDs dropped
+        torch.testing.assert_close(fusion.eval()(), content + vecs.modality("id"))   # never at inference
+    cfg.content_dropout, cfg.id_dropout = 1.0, 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(EarlyFusion(vecs, cfg).train()(), vecs.modality("id"))

@@ -98,13 +98,13 @@ def test_use_gpu_without_cuda_is_a_clear_error(tmp_path, dataset_dir):
         train(tiny_train_config(tmp_path, epochs=1, use_gpu=True, run_name="nogpu"))
 
 
-def _write_tiny_features(path, n_items, missing_image=(0, 5, 20)):
+def _write_tiny_features(path, n_items, missing_image=(0, 5, 20), seed=0):
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     from llm_emf.features.schema import FEATURE_SCHEMA
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     vec = lambda: (lambda v: (v / np.linalg.norm(v)).tolist())(rng.standard_normal(8))   # noqa: E731
     has_image = [i not in missing_image for i in range(n_items)]
     rows = [{"item_id": f"i{i}", "domain": 0, "text_embedding": vec(),
@@ -126,6 +126,16 @@ def test_multimodal_model_with_learnable_weights_trains_from_a_feature_table(tmp
     learned = float(state["model"]["fusion.weights.text.value"])
     assert learned != 1.0                                   # a learnable b moved from its start value
     assert not any("features" in k for k in state["model"])  # frozen feature buffers are not checkpointed
+    # the features are pinned: the same-width table rewritten with other vectors is refused, not used
+    from llm_emf.config import ConfigError
+    from llm_emf.training.restore import load_models
+    load_models(result.checkpoint)
+    _write_tiny_features(tmp_path / "features.parquet", N_X + N_Y, seed=1)
+    with pytest.raises(ConfigError, match=r"expected the item features this model was trained with"):
+        load_models(result.checkpoint)
+    cfg.train.epochs = 3
+    with pytest.raises(ConfigError, match=r"features.parquet'; point model.features at the original table"):
+        train(cfg)                                          # resuming with other features is refused too
 
 
 def test_clear_errors_for_missing_dataset_and_features(tmp_path, dataset_dir):
