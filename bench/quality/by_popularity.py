@@ -5,7 +5,7 @@
 
 For each trained run (its best-validation state per domain) every test case is ranked against all items of
 its domain (full protocol, ties pessimistic) and against the run's sampled negatives, and the cases are
-grouped by the target's training frequency (buckets below). Also reports, per run and domain, the mean
+grouped by the target's training frequency (``BUCKETS`` in buckets.py). Also reports, per run and domain, the mean
 training frequency of the items the model puts in its top 10, which shows how much it leans on popularity,
 and the learned fusion weights when the run learns them. Writes ``<out>.json`` and ``<out>.md``.
 """
@@ -25,12 +25,8 @@ from llm_emf.evaluation.evaluator import split_targets
 from llm_emf.evaluation.metrics import target_ranks
 from llm_emf.training.restore import load_models
 
-BUCKETS = ((0, 4, "< 5"), (5, 19, "5-19"), (20, 99, "20-99"), (100, 10**9, ">= 100"))
-
-
-def train_counts(dataset: Dataset) -> np.ndarray:
-    flat = dataset.split("train").column("items").combine_chunks().flatten().to_numpy()
-    return np.bincount(flat, minlength=dataset.n_items)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from buckets import BUCKETS, train_counts  # noqa: E402  (shared with run.py's bucket table)
 
 
 def analyse(run: str, dataset: Dataset, counts: np.ndarray) -> dict:

@@ -1,15 +1,19 @@
-"""Quality benchmark: train and test model variants on a prepared dataset over seeds; one table.
+"""Quality benchmark: train and test model variants on a prepared dataset over seeds; one report.
 
-    python bench/quality/run.py --dataset runs/fk \
-        --features runs/fk_features/features_title_minilm.parquet \
-        --variants sasrec,id_only,title_text --seeds 1 \
-        model.hidden_size=64 train.epochs=4 train.batch_size=256 train.patience=2
+Convergence protocol (every run trains until early stopping; differences tested over the test cases):
 
-Each (variant, seed) is one in-process ``llm_emf.training.train`` run (checkpoints under
-``--storage``). After every run ``<out>.json`` is rewritten (config, command, machine, every run's test
-metrics and wall time, mean ± std per variant), so partial results survive; at the end ``<out>.md`` holds
-the per-domain tables for both protocols and ``<out>_<metric>.png`` the bar plots. ``--resume`` keeps the
-runs already in ``<out>.json`` whose overrides match and runs only the missing ones.
+    python bench/quality/run.py --dataset runs/fk --features runs/fk/features.parquet \
+        --variants popularity,sasrec,id_only,text,text_only --seeds 1,2,3 --converge \
+        --out bench/results/quality_fk_converged --storage runs/quality_conv --resume \
+        model.hidden_size=64 train.epochs=40 train.patience=3 train.batch_size=256 train.bf16=true
+
+Each (variant, seed) is one in-process ``llm_emf.training.train`` run (checkpoints under ``--storage``);
+``popularity`` trains nothing and scores items by their training count. After every run ``<out>.json`` is
+rewritten (config, command, machine, every run's test metrics, per-case test ranks and wall time, mean ± std
+per variant, paired bootstrap differences from ``--reference``, MRR by the target's training count), so
+partial results survive; at the end ``<out>.md`` holds the tables and ``<out>_<metric>.png`` the bar plots.
+``--resume`` keeps the runs already in ``<out>.json`` whose overrides match and runs only the missing ones.
+``--converge`` exits with status 1 when a trained run used up train.epochs without stopping early.
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from buckets import bucket_table  # noqa: E402
+from cases import check_case_order, ranks_of, targets_by_domain  # noqa: E402
+from paired import paired_differences  # noqa: E402
+from report import dumps, markdown_report, unconverged  # noqa: E402
 from table import aggregate, markdown_table, means  # noqa: E402
 
 # Variant name -> config overrides on top of the common ones ({features} is --features).
 VARIANTS = {
+    "popularity": [],           # not trained: items ranked by training count (UNTRAINED)
     "sasrec": ["model.name=sasrec"],
     "id_only": ["model.use_text=false", "model.use_image=false"],
     "title_text": ["model.use_text=true", "model.use_image=false", "model.features={features}"],
@@ -40,7 +49,10 @@ VARIANTS = {
                              "model.text_weight=0.3", "model.learnable_weights=true"],
     "title_text_late": ["model.use_text=true", "model.use_image=false", "model.features={features}",
                         "model.fusion=late"],
+    "text": ["model.use_text=true", "model.use_image=false", "model.features={features}"],
+    "text_only": ["model.use_id=false", "model.use_text=true", "model.use_image=false", "model.features={features}"],
 }
+UNTRAINED = {"popularity"}      # scored by a baseline scorer, seed-independent, listed per seed (cheap)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -60,6 +72,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "benchmark with one child per variant and seed, in tracking.uri)")
     p.add_argument("--report-only", action="store_true", help="rewrite <out>.md and the plots from <out>.json")
     p.add_argument("--note", action="append", default=[], help="a sentence for the report (kept in <out>.json)")
+    p.add_argument("--converge", action="store_true", help="exit with status 1 (after writing the report) when "
+                   "a trained run hit train.epochs without stopping early")
+    p.add_argument("--negatives-seed", type=int, default=None, metavar="N",
+                   help="add eval.negatives_seed=N to the common overrides (default: the config's value)")
+    p.add_argument("--reference", default="id_only", help="variant the paired differences are taken from")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap resamples of the cases")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap's numpy Generator")
     p.add_argument("overrides", nargs="*", help="common config overrides key=value")
     return p.parse_args(argv)
 
@@ -84,6 +103,18 @@ def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "ray": ray.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "cuda": torch.cuda.is_available(), "loadavg_at_start": os.getloadavg()}
+
+
+def negatives_seed_override(seed: int) -> str:
+    """``eval.negatives_seed=N`` if the config has that key, else SystemExit (older llm_emf)."""
+    from llm_emf.config import load_config
+    override = f"eval.negatives_seed={seed}"
+    try:
+        load_config(None, [override])
+    except Exception as e:      # ConfigError for an unknown key or a bad value
+        raise SystemExit(f"--negatives-seed: the config does not accept {override} ({e}); "
+                         "this llm_emf has no eval.negatives_seed key") from e
+    return override
 
 
 def run_overrides(args, variant_overrides: list[str], seed: int) -> list[str]:
@@ -124,7 +155,28 @@ def run_one(variant: str, overrides: list[str], storage: str, parent=None) -> di
             "resumed_from_epoch": resumed,
             "epochs_run": len(result.history), "stopped_early": result.extra.get("stopped_early"),
             "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"]} for d, b in result.best.items()},
-            "history": result.history, "run_dir": result.run_dir, "test": result.test.to_dict()}
+            "history": result.history, "run_dir": result.run_dir, "test": result.test.to_dict(),
+            "max_epochs": cfg.train.epochs, "ranks": ranks_of(result.test)}
+
+
+def run_untrained(variant: str, overrides: list[str], parent=None) -> dict:
+    """The popularity baseline under the same config (so the same negatives file) as the trained runs."""
+    from llm_emf.config import load_config
+    from llm_emf.data.schema import Dataset
+    from llm_emf.evaluation import PopularityScorer, evaluate
+
+    cfg = load_config(None, overrides)
+    start = time.perf_counter()
+    dataset = Dataset.read(cfg.data.output)
+    test = evaluate(PopularityScorer(dataset), dataset, "test", cfg, protocols=("sampled", "full"),
+                    scorer_name=variant)
+    wall = time.perf_counter() - start
+    if parent is not None:
+        with parent.child(f"{variant}-seed{cfg.seed}", cfg, tags={"llm_emf.role": "benchmark_run"}) as tracker:
+            tracker.log_results(test)
+    return {"variant": variant, "seed": cfg.seed, "overrides": overrides, "wall_s": round(wall, 1),
+            "resumed_from_epoch": 0, "epochs_run": 0, "stopped_early": None, "trained": False, "best": {},
+            "history": [], "run_dir": None, "test": test.to_dict(), "ranks": ranks_of(test)}
 
 
 def training_curves_by_variant(runs: list[dict], path: Path) -> Path:
@@ -134,6 +186,7 @@ def training_curves_by_variant(runs: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    runs = [r for r in runs if r["history"]]           # untrained baselines have no curves
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for variant in dict.fromkeys(r["variant"] for r in runs):
         histories = [r["history"] for r in runs if r["variant"] == variant]
@@ -153,37 +206,42 @@ def training_curves_by_variant(runs: list[dict], path: Path) -> Path:
     return path
 
 
-def write_outputs(out: Path, doc: dict, final: bool) -> None:
-    doc["aggregate"] = aggregate(doc["runs"]) if doc["runs"] else {}
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+def analyse(doc: dict, reference: str, n_boot: int, boot_seed: int) -> None:
+    """Fill the derived entries of ``doc``: aggregate (mean ± std), paired (bootstrap differences from
+    ``reference``) and by_popularity (MRR by the target's training count; needs ``target_train_counts``)."""
+    runs = doc["runs"]
+    doc["aggregate"] = aggregate(runs) if runs else {}
+    doc["paired"] = paired_differences(runs, reference, n_boot=n_boot, seed=boot_seed)
+    counts = doc.get("target_train_counts")
+    doc["by_popularity"] = bucket_table(runs, counts) if counts else {}
+
+
+def write_outputs(out: Path, doc: dict, final: bool, analysis: dict) -> None:
+    """``analysis``: the keyword arguments of :func:`analyse` other than ``doc``."""
+    analyse(doc, **analysis)
+    out.with_suffix(".json").write_text(dumps(doc) + "\n", encoding="utf-8")
     if not final or not doc["runs"]:
         return
     from llm_emf.tracking.plots import metric_bars
-    agg = doc["aggregate"]
     pngs = []
     for metric in ("MRR", "NDCG@10"):
         png = out.parent / f"{out.name}_{metric.replace('@', '')}.png"
-        metric_bars(means(agg), png, metric=metric, title=f"test {metric} (mean over seeds)")
+        metric_bars(means(doc["aggregate"]), png, metric=metric, title=f"test {metric} (mean over seeds)")
         pngs.append(png.name)
-    curves = out.parent / f"{out.name}_curves.png"
-    training_curves_by_variant(doc["runs"], curves)
-    pngs.append(curves.name)
-    m = doc["machine"]
-    md = [f"# Quality benchmark: {doc['dataset']}", "",
-          f"Command: `{doc['command']}`", "",
-          f"Machine: {m['cpu_count']} CPUs ({m['torch_threads']} torch threads, CUDA {m['cuda']}), torch "
-          f"{m['torch']}, ray {m['ray']}, Python {m['python']}; load average at start {m['loadavg_at_start']}.",
-          "", "Test metrics, each domain at its best-validation epoch; mean ± sample std over seeds "
-          "(a single seed shows the value only). Wall time includes training, validation and testing.", "",
-          *[line for n in doc.get("notes", []) for line in (f"Note: {n}", "")],
-          markdown_table(agg), "", "Runs (wall time of this invocation; a resumed run's earlier epochs are not in it):",
-          "", "| variant | seed | epochs run | resumed from epoch | best epoch per domain | wall (s) |",
-          "|---|---|---|---|---|---|",
-          *[f"| {r['variant']} | {r['seed']} | {r['epochs_run']} | {r.get('resumed_from_epoch', 0)} | "
-            + ", ".join(f"{d} {b['epoch']}" for d, b in r["best"].items()) + f" | {r['wall_s']:.0f} |"
-            for r in doc["runs"]],
-          "", *[f"![{p}]({p})" for p in pngs], ""]
-    out.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
+    if any(r["history"] for r in doc["runs"]):
+        curves = out.parent / f"{out.name}_curves.png"
+        training_curves_by_variant(doc["runs"], curves)
+        pngs.append(curves.name)
+    out.with_suffix(".md").write_text(markdown_report(doc, pngs), encoding="utf-8")
+
+
+def converge_status(args, doc: dict) -> int:
+    """0, or 1 with a message when ``--converge`` is on and a trained run did not stop early."""
+    late = unconverged(doc["runs"])
+    if late:
+        print(f"[quality] warning: {len(late)} trained runs hit train.epochs without stopping early: "
+              + ", ".join(f"{r['variant']} seed {r['seed']}" for r in late), flush=True)
+    return 1 if args.converge and late else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,13 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    analysis = {"reference": args.reference, "n_boot": args.bootstrap, "boot_seed": args.bootstrap_seed}
 
     if args.report_only:
         doc = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
         doc["notes"] = doc.get("notes", []) + [n for n in args.note if n not in doc.get("notes", [])]
-        write_outputs(out, doc, final=True)
+        write_outputs(out, doc, final=True, analysis=analysis)
         print(markdown_table(doc["aggregate"]))
-        return 0
+        return converge_status(args, doc)
+    if args.negatives_seed is not None:
+        args.overrides = [*args.overrides, negatives_seed_override(args.negatives_seed)]
+    targets, target_counts = targets_by_domain(args.dataset)
     parent = None
     if not args.no_tracking:     # a parent MLflow run for the benchmark; its children are the runs
         from llm_emf.config import load_config
@@ -213,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"dataset": args.dataset, "features": args.features, "variants": {v: table[v] for v in variants},
            "seeds": seeds, "common_overrides": args.overrides,
            "command": "python bench/quality/run.py " + shlex.join(argv), "machine": machine(), "runs": [],
-           "notes": list(args.note)}
+           "notes": list(args.note), "targets": targets, "target_train_counts": target_counts}
     if args.resume and out.with_suffix(".json").is_file():
         doc["runs"] = json.loads(out.with_suffix(".json").read_text(encoding="utf-8")).get("runs", [])
     # `kill` (SIGTERM) becomes an exception, so the MLflow parent run is closed as KILLED, not left RUNNING
@@ -226,23 +288,26 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[quality] {variant} seed {seed}: kept from {out.with_suffix('.json')}", flush=True)
                     continue
                 print(f"[quality] {variant} seed {seed}: {' '.join(overrides)}", flush=True)
-                run = run_one(variant, overrides, args.storage, parent)
+                run = run_untrained(variant, overrides, parent) if variant in UNTRAINED else \
+                    run_one(variant, overrides, args.storage, parent)
+                check_case_order(run, targets)
                 doc["runs"] = [r for r in doc["runs"] if not (r["variant"] == variant and r["seed"] == seed)] + [run]
-                write_outputs(out, doc, final=False)
-                print(f"[quality] {variant} seed {seed}: {run['wall_s']:.0f} s, test "
+                write_outputs(out, doc, final=False, analysis=analysis)
+                print(f"[quality] {variant} seed {seed}: {run['wall_s']:.0f} s, "
+                      f"{run['epochs_run']} epochs (stopped early: {run['stopped_early']}), test "
                       + json.dumps({p: {d: round(ms['MRR'] or 0, 4) for d, ms in dom.items()}
                                     for p, dom in run["test"]["metrics"].items()}), flush=True)
     except BaseException as e:
         if parent is not None:
             parent.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    write_outputs(out, doc, final=True)
+    write_outputs(out, doc, final=True, analysis=analysis)
     if parent is not None:
         for path in sorted(out.parent.glob(f"{out.name}.*")) + sorted(out.parent.glob(f"{out.name}_*.png")):
             parent.log_artifact(path)
         parent.end()
     print(markdown_table(doc["aggregate"]))
-    return 0
+    return converge_status(args, doc)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ CONFIGS = {
 
 
 class PlainSequences(tud.Dataset):
-    """One user's training windows per item, built with Python lists (the plain baseline)."""
+    """One user's training windows, built with Python lists (the plain baseline).
+
+    A user yields one window per ``max_len`` targets (newest first), as llm-emf's supervision windows do, so
+    both loops train on the same rows; :func:`plain_collate` flattens the users' windows into one batch.
+    """
 
     def __init__(self, seqs: Ragged, n_x: int, L: int):
         self.seqs, self.n_x, self.L = seqs, n_x, L
@@ -55,8 +59,11 @@ class PlainSequences(tud.Dataset):
     def __len__(self) -> int:
         return len(self.seqs.starts)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> list[dict]:
         full = self.seqs.values[self.seqs.starts[i]:self.seqs.ends[i]].tolist()
+        return [self._window(full[:end]) for end in range(len(full), 1, -self.L)]
+
+    def _window(self, full: list[int]) -> dict:
         inputs, targets = full[:-1], full[1:]
         L, pad = self.L, lambda xs: [PAD] * (self.L - len(xs)) + xs[-self.L:]  # noqa: E731
         out = {"items": pad(inputs), "targets": pad(targets)}
@@ -81,13 +88,17 @@ class PlainSequences(tud.Dataset):
         return {k: torch.tensor(v, dtype=torch.int64) for k, v in out.items()}
 
 
+def plain_collate(users: list[list[dict]]) -> dict:
+    return tud.default_collate([window for windows in users for window in windows])
+
+
 def as_mixed_batch(b: dict) -> MixedBatch:
     return MixedBatch(b["items"], (b["seq0"], b["seq1"]), (b["last0"], b["last1"]), (b["time0"], b["time1"]),
                       b["targets"])
 
 
 def check_equivalence(model, dataset: PlainSequences, seqs: Ragged, rows: np.ndarray) -> None:
-    plain = as_mixed_batch(tud.default_collate([dataset[int(i)] for i in rows]))
+    plain = as_mixed_batch(plain_collate([dataset[int(i)] for i in rows]))
     fast = model.build_training_batch(seqs.take(rows))
     for name in ("items", "targets"):
         assert torch.equal(getattr(plain, name), getattr(fast, name)), name
@@ -167,7 +178,8 @@ def main(argv=None) -> int:
     for name, (vectorised, _, _, mult) in CONFIGS.items():
         B = args.batch_size * mult
         if not vectorised:     # the plain loop: DataLoader over the seeded order, default collate
-            loaders[name] = iter(tud.DataLoader(plain_data, batch_size=B, sampler=order.tolist(), num_workers=0))
+            loaders[name] = iter(tud.DataLoader(plain_data, batch_size=B, sampler=order.tolist(), num_workers=0,
+                                               collate_fn=plain_collate))
         cursors[name] = 0
     load_before = os.getloadavg()[0]
     for rnd in range(args.rounds + 1):                 # round 0 warms up every configuration, not timed
