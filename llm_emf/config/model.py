@@ -35,7 +35,7 @@ class ModelConfig:
                               "domains), domain (one affine map per domain) or moe (per domain, a gated mixture "
                               "of model.adaptor_experts affine maps, as UniSRec)", choices=("linear", "domain", "moe"))
     adaptor_experts: int = help_field(4, "(int) experts of the moe adaptor", min=1, max=64)
-    id_dropout: float = help_field(0.2, "(float) training only, with text or image on: probability that an "
+    id_dropout: float = help_field(0.0, "(float) training only, with text or image on: probability that an "
                                    "item's ID vector is dropped for a step, so it must be recognised from its "
                                    "content", min=0.0, max=1.0)
     content_dropout: float = help_field(0.0, "(float) training only: probability that an item's text/image term "
