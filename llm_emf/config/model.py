@@ -28,10 +28,10 @@ class ModelConfig:
                              "per modality, fuse softmaxed scores", choices=("early", "late"))
     text_weight: float = help_field(1.0, "(float) b, weight of the text modality", min=0.0, max=100.0)
     image_weight: float = help_field(1.0, "(float) a, weight of the image modality", min=0.0, max=100.0)
-    text_norm: str = help_field("center", "(str) preprocessing of the frozen text/image vectors per domain: none, "
+    text_norm: str = help_field("none", "(str) preprocessing of the frozen text/image vectors per domain: none, "
                                 "center (subtract the domain's mean vector, rescale to unit norm) or whiten "
                                 "(ZCA whitening with the domain's covariance)", choices=("none", "center", "whiten"))
-    adaptor: str = help_field("domain", "(str) map from frozen vectors to q: linear (one bias-free map for both "
+    adaptor: str = help_field("linear", "(str) map from frozen vectors to q: linear (one bias-free map for both "
                               "domains), domain (one affine map per domain) or moe (per domain, a gated mixture "
                               "of model.adaptor_experts affine maps, as UniSRec)", choices=("linear", "domain", "moe"))
     adaptor_experts: int = help_field(4, "(int) experts of the moe adaptor", min=1, max=64)

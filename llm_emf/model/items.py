@@ -1,9 +1,9 @@
 """Item vectors: the learned ID table plus adapted frozen text/image embeddings (docs/method.md, Fusion).
 
-Frozen features are registered as buffers (moved with the model, never trained, not saved). Before the
-model sees them they are conditioned per domain (``model.text_norm``): raw sentence/CLIP vectors are
-anisotropic (all items of a domain share a large common direction), so dot products between them say
-little until that direction is removed. An adaptor (``model.adaptor``) then maps them to q dimensions.
+Frozen features are registered as buffers (moved with the model, never trained, not saved). They can be
+conditioned per domain first (``model.text_norm``): raw sentence/CLIP vectors are anisotropic (all items
+of a domain share a large common direction). An adaptor (``model.adaptor``) maps them to q dimensions.
+docs/method.md has the measurements behind the defaults (raw vectors, one shared linear map).
 An item whose ``has_text`` / ``has_image`` flag is false contributes nothing from that modality: its
 adapted vector is multiplied by 0, so whatever sits in its feature row cannot change any score.
 """
