@@ -23,7 +23,7 @@ from run import write_outputs  # noqa: E402
 MUST_AGREE = ("dataset", "common_overrides", "targets", "target_train_counts")
 
 
-def merge(docs: list[dict], names: list[str]) -> dict:
+def merge(docs: list[dict], names: list[str], exclude: tuple[str, ...] = ()) -> dict:
     first = docs[0]
     for doc, name in zip(docs[1:], names[1:]):
         for key in MUST_AGREE:
@@ -32,9 +32,10 @@ def merge(docs: list[dict], names: list[str]) -> dict:
     runs: dict[tuple[str, int], dict] = {}
     variants: dict[str, list[str]] = {}
     for doc in docs:
-        variants.update(doc.get("variants", {}))
+        variants.update({k: v for k, v in doc.get("variants", {}).items() if k not in exclude})
         for run in doc["runs"]:
-            runs[(run["variant"], run["seed"])] = run
+            if run["variant"] not in exclude:
+                runs[(run["variant"], run["seed"])] = run
     merged = {k: first[k] for k in first if k not in ("runs", "command", "variants", "aggregate", "paired",
                                                       "by_popularity")}
     merged.update(variants=variants, runs=list(runs.values()),
@@ -53,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--bootstrap-seed", type=int, default=0)
     p.add_argument("--note", action="append", default=[])
+    p.add_argument("--exclude", default="", help="comma-separated variants to leave out (e.g. a run kept "
+                   "under two names)")
     args = p.parse_args(argv)
     docs = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.inputs]
-    doc = merge(docs, args.inputs)
+    doc = merge(docs, args.inputs, tuple(v for v in args.exclude.split(",") if v))
     doc["notes"] += [n for n in args.note if n not in doc["notes"]]
     doc["merge_command"] = "python bench/quality/merge.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)

@@ -162,6 +162,9 @@ def test_merge_joins_parallel_invocations_and_refuses_different_cases(tmp_path):
     assert sorted(r["seed"] for r in doc["runs"]) == [1, 2] and doc["seeds"] == [1, 2]
     assert len(doc["commands"]) == 2 and doc["aggregate"]["popularity"]["seeds"] == [1, 2]
     assert "## Runs and convergence" in (tmp_path / "ab.md").read_text()
+    assert merge.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "none"),
+                       "--exclude", "popularity", "--bootstrap", "20"]) == 0
+    assert json.loads((tmp_path / "none.json").read_text())["runs"] == []
     other = json.loads((tmp_path / "b.json").read_text())
     other["targets"]["Food"] = [0, 1, 2]
     (tmp_path / "c.json").write_text(json.dumps(other))
