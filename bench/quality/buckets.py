@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from paired import ranks_by_variant
+
 # (lowest count, highest count, label): the target's occurrences in the training sequences
 BUCKETS = ((0, 4, "< 5"), (5, 19, "5-19"), (20, 99, "20-99"), (100, 10**9, ">= 100"))
 PROTOCOLS = ("full", "sampled")
@@ -43,12 +45,8 @@ def bucket_table(runs: Sequence[Mapping], target_counts: Mapping[str, Sequence[i
     training count ``(n,)`` in the ranks' case order. Runs without ranks, or with a different number of
     cases, are left out; ``seeds`` counts the runs used."""
     masks = {d: bucket_masks(c) for d, c in target_counts.items()}
-    grouped: dict[str, list[Mapping]] = {}
-    for run in runs:
-        if run.get("ranks"):
-            grouped.setdefault(run["variant"], []).append(run["ranks"])
     results: dict = {}
-    for variant, rank_dicts in grouped.items():
+    for variant, rank_dicts in ranks_by_variant(runs).items():
         for domain, dmasks in masks.items():
             row = {}
             for label, mask in dmasks.items():

@@ -12,24 +12,18 @@ import numpy as np
 from buckets import train_counts
 
 
-def domain_names(domains) -> tuple[str, str]:
-    """The evaluator's result keys for the two domains (it keeps equal names apart)."""
-    names = tuple(domains)
-    return (f"{names[0]} (X)", f"{names[1]} (Y)") if names[0] == names[1] else names
-
-
 def targets_by_domain(dataset_path: str) -> tuple[dict, dict]:
     """Per domain, the test cases' target item_index and its training count, in the evaluator's case order
     (``np.flatnonzero(case_domain == domain)`` over the test rows): the order of every run's ranks."""
     from llm_emf.data.schema import Dataset
-    from llm_emf.evaluation import split_targets
+    from llm_emf.evaluation.evaluator import result_domain_names, split_targets
 
     dataset = Dataset.read(dataset_path)
     targets = split_targets(dataset.split("test"), "test", dataset.n_items)          # (N,)
     counts = train_counts(dataset)                                                     # (n_items,)
     in_y = targets >= dataset.n_x
     by_domain = {name: targets[np.flatnonzero(in_y == bool(d))]
-                 for d, name in enumerate(domain_names(dataset.meta.domains))}
+                 for d, name in enumerate(result_domain_names(dataset.meta.domains))}
     return ({d: t.tolist() for d, t in by_domain.items()},
             {d: counts[t].tolist() for d, t in by_domain.items()})
 

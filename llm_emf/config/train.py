@@ -35,8 +35,9 @@ class EvalConfig:
     negatives_seed: int = help_field(42, "(int) seed of the sampled negatives, kept apart from the training seed so "
                                      "that every model and every training seed is scored on the same candidates",
                                      min=0)
-    negatives_file: str = help_field("", "(str) sampled negatives file, may use {split}, {seed} (eval.negatives_seed), {n}; written on "
-                                     "first use so every model is scored on the same candidates (default: "
+    negatives_file: str = help_field("", "(str) sampled negatives file, may use {split}, {seed} "
+                                     "(eval.negatives_seed), {n}; written on first use so every model is scored "
+                                     "on the same candidates (default: "
                                      "<data.output>/negatives_{split}_seed{seed}_n{n}.parquet)")
     exclude_seen: bool = help_field(False, "(bool) full protocol: remove items already in the history (never the "
                                     "target) from the candidates (off: the C2DSR protocol keeps them)")

@@ -29,6 +29,12 @@ Scorer = Callable[[pa.Table, int], torch.Tensor]
 PROTOCOLS = ("sampled", "full")
 
 
+def result_domain_names(domains) -> tuple[str, str]:
+    """The keys results use for the two domains: their names, kept apart when a pair shares one."""
+    names = tuple(domains)
+    return (f"{names[0]} (X)", f"{names[1]} (Y)") if names[0] == names[1] else names
+
+
 def protocols_from_config(cfg: Config) -> tuple[str, ...]:
     return PROTOCOLS if cfg.eval.protocol == "both" else (cfg.eval.protocol,)
 
@@ -102,9 +108,7 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
             neg_path, fingerprint=fp, split=split, seed=cfg.eval.negatives_seed, n_negatives=cfg.eval.n_negatives,
             user_ids=rows.column("user_id").to_pylist(), targets=targets, n_x=n_x, n_y=n_y)   # (N, k_max)
 
-    names = tuple(dataset.meta.domains)
-    if names[0] == names[1]:          # results are keyed by domain name: keep the two apart
-        names = (f"{names[0]} (X)", f"{names[1]} (Y)")
+    names = result_domain_names(dataset.meta.domains)
     ranks = {p: {} for p in protocols}
     n_cand = {p: {} for p in protocols}
     for domain, (lo, size) in ((DOMAIN_X, (0, n_x)), (DOMAIN_Y, (n_x, n_y))):
@@ -136,8 +140,8 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
 
     metrics = {p: {d: metrics_from_ranks(torch.as_tensor(r), ks) for d, r in ranks[p].items()} for p in protocols}
     counts = {names[d]: int((case_domain == d).sum()) for d in (DOMAIN_X, DOMAIN_Y)}
-    info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed, "negatives_seed": cfg.eval.negatives_seed,
-            "ks": sorted(set(ks)), "ties": ties,
+    info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed,
+            "negatives_seed": cfg.eval.negatives_seed, "ks": sorted(set(ks)), "ties": ties,
             "exclude_seen": cfg.eval.exclude_seen, "n_negatives": cfg.eval.n_negatives,
             "negatives_file": str(neg_path) if neg_path else None, "scorer": scorer_name}
     return EvalResult(split, protocols, metrics, counts, n_cand, info, ranks)

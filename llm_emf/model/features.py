@@ -7,10 +7,9 @@ and a false flag so the model masks them (method.md: missing features are counte
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import hashlib
 
 import numpy as np
 import pyarrow as pa

@@ -139,11 +139,7 @@ class ItemVectors(nn.Module):
 
     def has_content(self) -> torch.Tensor:
         """(n_items,) bool: items with at least one content modality switched on in this model."""
-        out = torch.zeros(self.n_items, dtype=torch.bool, device=next(self.buffers(), torch.empty(0)).device)
-        for name in CONTENT:
-            if name in self.modalities:
-                out = out | self.has(name)
-        return out
+        return torch.stack([self.has(m) for m in CONTENT if m in self.modalities]).any(dim=0)
 
 
 def _drop_rows(vectors: torch.Tensor, p: float, allowed: torch.Tensor | None = None) -> torch.Tensor:

@@ -125,14 +125,14 @@ def features_fingerprint(features) -> str | None:
     return None if features is None else features.fingerprint()
 
 
-def check_features(state: dict[str, Any], features, folder: str | Path, feature_path: str) -> None:
-    """Refuse to pair a checkpoint with other item features than it was trained on.
+def check_features(state: dict[str, Any], found: str | None, folder: str | Path, feature_path: str) -> None:
+    """Refuse to pair a checkpoint with other item features than it was trained on; ``found`` is
+    :func:`features_fingerprint` of the features at hand.
 
     A feature table rewritten with the same width would otherwise load silently and change every score of
     a trained or served model. Checkpoints older than the fingerprint have none and pass.
     """
     recorded = state.get("features_fingerprint")
-    found = features_fingerprint(features)
     if recorded is not None and recorded != found:
         raise ConfigError(f"{folder}: expected the item features this model was trained with (fingerprint "
                           f"{recorded[:16]}), found {'none' if found is None else found[:16]} in model.features "

@@ -106,6 +106,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     dataset = Dataset.read(cfg.data.output)
     features = load_features_for(cfg.model, dataset.items)
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
+    fingerprint = features_fingerprint(features)      # hashed once: every checkpoint records it
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)
     history: list[dict] = []
@@ -114,7 +115,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     with session.latest_checkpoint() as folder:
         if folder is not None:
             state = load_state(folder)
-            check_features(state, features, folder, cfg.model.features)
+            check_features(state, fingerprint, folder, cfg.model.features)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -133,7 +134,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     if stopped and history:
         # Resumed after the run had finished: report the final state again so the caller gets a result.
         _report_checkpoint(session, rank, history[-1], inner, optimizer, scheduler, selection, history,
-                           best_states, start_epoch, cfg, features)
+                           best_states, start_epoch, cfg, fingerprint)
     epoch = start_epoch
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
@@ -156,20 +157,20 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             history.append(metrics)
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
-                           best_states, epoch, cfg, features)
+                           best_states, epoch, cfg, fingerprint)
         if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
             Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
             raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
 
 
 def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,
-                       epoch, cfg, features) -> None:
+                       epoch, cfg, fingerprint) -> None:
     if rank != 0:
         session.report(metrics, None)
         return
     state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "selection": selection.state(),
-             "history": history, "best_states": best_states, "features_fingerprint": features_fingerprint(features)}
+             "history": history, "best_states": best_states, "features_fingerprint": fingerprint}
     with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
         save_checkpoint(tmp, state, cfg)
         session.report(metrics, tmp)

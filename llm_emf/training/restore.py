@@ -17,7 +17,7 @@ from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import Ragged
 
-from .checkpoint import STATE_FILE, check_features, load_checkpoint_config, load_state
+from .checkpoint import STATE_FILE, check_features, features_fingerprint, load_checkpoint_config, load_state
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -46,7 +46,7 @@ def load_models(run: str | Path, dataset: Dataset | None = None) -> tuple[Config
     dataset = dataset if dataset is not None else Dataset.read(cfg.data.output)
     state = load_state(folder)
     features = load_features_for(cfg.model, dataset.items)
-    check_features(state, features, folder, cfg.model.features)
+    check_features(state, features_fingerprint(features), folder, cfg.model.features)
     models = {}
     for d, name in enumerate(dataset.meta.domains):
         model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
