@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, StorageError) as e:
         print(f"llm-emf {name}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:   # Ctrl-C; a sweep says how to resume it
+        print(f"llm-emf {name}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -119,6 +119,15 @@ def has_grid(space: dict[str, Param]) -> bool:
     return any(p.kind == "grid" for p in space.values())
 
 
+def n_trials(space: dict[str, Param], num_samples: int) -> int:
+    """How many trials a sweep runs: every grid combination once per sample."""
+    combos = 1
+    for p in space.values():
+        if p.kind == "grid":
+            combos *= len(p.args)
+    return num_samples * combos
+
+
 def to_param_space(space: dict[str, Param]) -> dict[str, Any]:
     """Ray Tune's param_space. Dots are kept in the keys: trials get ``{'model.n_heads': 2, ...}``."""
     return {key: p.to_tune() for key, p in space.items()}

@@ -6,6 +6,12 @@ built inside the trial with ``TuneReportCallback`` (the Train V2 pattern; ``Tune
 ASHA stops weak trials on ``valid_mrr``; Optuna proposes configs, seeded by ``cfg.seed``. A sweep with
 the same name resumes with ``Tuner.restore``: finished trials are kept, unfinished ones continue from
 their latest checkpoint. MLflow holds a parent run with one child per trial; the best child is tagged.
+A resumed sweep reopens the same parent run, and a resumed trial its own child run.
+
+Interrupting the driver (Ctrl-C, SIGINT) makes Tune save the experiment state before it stops; the sweep
+then raises ``SweepInterrupted`` instead of writing a best config from half the trials. A driver that dies
+without that chance (killed, node lost) restores from Tune's last periodic snapshot, so trials that
+finished in the few seconds before it may run again.
 """
 
 from __future__ import annotations
@@ -21,9 +27,16 @@ from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict, to_dict
 from llm_emf.storage import Storage
 from llm_emf.training.session import LocalSession
-from llm_emf.tuning.space import apply_params, has_grid, load_space, to_param_space
+from llm_emf.tuning.space import apply_params, has_grid, load_space, n_trials, to_param_space
 
 METRIC, MODE = "valid_mrr", "max"
+
+
+PARENT_RUN_FILE = "mlflow_parent_run.json"   # in the sweep's folder: the run a resumed sweep reopens
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The driver was interrupted; Tune saved the sweep's state and the same command resumes it."""
 
 
 @dataclass
@@ -83,6 +96,7 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
     cfg.train.storage = str(Path(trial.get_trial_dir()) / "train")
     name = f"{cfg.tune.name}/{trial.get_trial_name()}"
     tr = Tracker(cfg, name, uri=tracking_uri, parent_run_id=parent_run_id,
+                 run_id=_run_to_resume(tracking_uri, parent_run_id, trial.get_trial_id()),
                  tags={"trial_id": trial.get_trial_id(), **{f"param.{k}": v for k, v in params.items()}}).start()
     finished = False
     try:
@@ -111,6 +125,28 @@ def run_trial(params: dict, base: dict, tracking_uri: str | None, parent_run_id:
         raise
     tr.set_tags({"stopped_early": "false"})
     tr.end("FINISHED")
+
+
+def _run_to_resume(tracking_uri: str | None, parent_run_id: str | None, trial_id: str) -> str | None:
+    """The child run an earlier attempt of this trial left open or KILLED (the driver was interrupted
+    while it ran), so a restored trial keeps one run. A FAILED attempt keeps its own run and its error."""
+    if not tracking_uri or not parent_run_id:
+        return None
+    from mlflow import MlflowClient
+
+    from llm_emf.tracking.tracker import PARENT_TAG
+
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        parent = client.get_run(parent_run_id)
+        runs = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.trial_id = '{trial_id}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception:   # noqa: BLE001 - tracking trouble must not stop a trial; it opens a new run
+        return None
+    if runs and runs[0].info.status in ("RUNNING", "KILLED") and "failure" not in runs[0].data.tags:
+        return runs[0].info.run_id
+    return None
 
 
 def _closing_status(run) -> tuple[str, dict] | None:
@@ -158,11 +194,33 @@ def _searcher(cfg: Config, space: dict):
     return OptunaSearch(seed=cfg.seed)
 
 
+def _settled_trials(path: str) -> int:
+    """Trials the saved experiment state holds as finished or failed: what a restore would not rerun.
+    Tune returns normally after SIGINT and stops the running trials after saving, so the returned
+    grid shows them TERMINATED; the saved state is what tells an interruption from a finished sweep."""
+    from ray.tune import ExperimentAnalysis
+
+    return sum(t.status in ("TERMINATED", "ERROR") for t in ExperimentAnalysis(path).trials)
+
+
+def _start_parent(cfg: Config, storage: Storage, restoring: bool):
+    """The sweep's parent run: the one recorded in the sweep's folder when resuming, else a new one."""
+    from llm_emf.tracking import Tracker
+
+    record = storage.path(cfg.tune.name, PARENT_RUN_FILE)
+    saved = storage.read_json(record) if restoring else None
+    parent = Tracker.start_parent(cfg, cfg.tune.name, run_id=(saved or {}).get("run_id"))
+    if saved and not parent.active:   # the recorded run is gone (another store, deleted): start afresh
+        parent = Tracker.start_parent(cfg, cfg.tune.name)
+    if parent.active and (saved or {}).get("run_id") != parent.run_id:
+        storage.write_json(record, {"run_id": parent.run_id, "tracking_uri": parent.uri})
+    return parent
+
+
 def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepResult:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from llm_emf.tracking import Tracker
 
     space = load_space(cfg.tune.space)
     if not Path(cfg.data.output, "dataset.json").is_file():
@@ -178,12 +236,13 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
 
-    parent = Tracker.start_parent(cfg, cfg.tune.name)
+    restoring = tune.Tuner.can_restore(path)
+    parent = _start_parent(cfg, storage, restoring)
     trainable = tune.with_parameters(run_trial, base=to_dict(cfg), tracking_uri=parent.uri if parent.active else None,
                                      parent_run_id=parent.run_id if parent.active else None)
     trainable = tune.with_resources(trainable, {"CPU": cfg.tune.cpus_per_trial,
                                                 "GPU": 1 if cfg.train.use_gpu and cfg.train.num_workers == 0 else 0})
-    if tune.Tuner.can_restore(path):
+    if restoring:
         log(f"resuming sweep {cfg.tune.name} from {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
@@ -204,6 +263,12 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
         grid = tuner.fit()
     finally:
         parent.close_children(_closing_status)   # trials whose process ended before closing its run
+    settled, expected = _settled_trials(path), n_trials(space, cfg.tune.num_samples)
+    if settled < expected:
+        if parent.active:
+            parent.end("KILLED")
+        raise SweepInterrupted(f"sweep {cfg.tune.name} interrupted with {settled} of {expected} trials "
+                               f"finished; its state is in {path}. Run the same command again to resume it.")
     failed = [f"{ {k: v for k, v in r.config.items() if k in space} }: {type(r.error).__name__}: "
               f"{str(r.error).strip().splitlines()[-1] if str(r.error).strip() else ''}" for r in grid if r.error]
     for line in failed:   # Tune retried each of these tune.max_retries times; the sweep went on without them

@@ -92,13 +92,16 @@ def test_asha_stops_a_trial_that_cannot_learn(sample_dataset, local_ray, tmp_pat
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sample_dataset, local_ray, tmp_path):
+    """Ctrl-C while the second trial runs: the sweep stops with its state saved and says so; the same call
+    resumes it into the same MLflow parent, keeps the finished trial and continues the interrupted one."""
+    import os
+    import signal
+
     from ray.tune import Callback
 
-    from llm_emf.tuning.sweep import run_sweep
+    from llm_emf.tuning.sweep import SweepInterrupted, run_sweep
 
-    class Interrupt(Callback):
-        """Stop the driver while the second trial runs, after the first has finished and closed its run."""
-
+    class CtrlC(Callback):
         def __init__(self, marker):
             self.completed = set()
             self.marker = marker
@@ -110,29 +113,47 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sample_data
             # Once only (a file, not memory: Tuner.restore brings back a pickled copy of this callback).
             if self.completed and trial.trial_id not in self.completed and not self.marker.exists():
                 self.marker.write_text(trial.trial_id)
-                raise RuntimeError("simulated driver interruption")
+                os.kill(os.getpid(), signal.SIGINT)   # what Ctrl-C sends; Tune's handler takes it
 
     root = Path(__file__).resolve().parents[2]
     cfg = _cfg(sample_dataset, tmp_path, root / "tune_spaces/optim.yaml", "tune.num_samples=3",
                "tune.max_concurrent_trials=1", "tune.name=resumable", "train.epochs=2")
-    try:
-        run_sweep(cfg, log=lambda *_: None, callbacks=[Interrupt(tmp_path / 'interrupted')])
-    except BaseException:   # Tune may wrap the interruption
-        pass
-    client, runs = _runs(tmp_path)
+    with pytest.raises(SweepInterrupted, match="1 of 3 trials finished.*same command"):
+        run_sweep(cfg, log=lambda *_: None, callbacks=[CtrlC(tmp_path / "interrupted")])
+    interrupted = (tmp_path / "interrupted").read_text()
+    _, runs = _runs(tmp_path)
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "KILLED"
     done_before = {r.data.tags["trial_id"] for r in runs if r.info.status == "FINISHED" and "trial_id" in r.data.tags}
-    assert len(done_before) == 1
+    assert len(done_before) == 1 and interrupted not in done_before
+    assert not (tmp_path / "tune/resumable/best_config.yaml").exists()
 
     res = run_sweep(cfg, log=lambda *_: None)
-    assert res.n_trials == 3
+    assert res.n_trials == 3 and res.parent_run_id == parent.info.run_id
     _, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FINISHED"]
     per_trial: dict[str, list[str]] = {}
     for r in runs:
         if "trial_id" in r.data.tags:
+            assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
             per_trial.setdefault(r.data.tags["trial_id"], []).append(r.info.status)
-    assert len(per_trial) == 3
+    assert len(per_trial) == 3 and interrupted in per_trial
     for trial_id in done_before:
         assert per_trial[trial_id] == ["FINISHED"], f"finished trial {trial_id} was run again"
+    assert len(per_trial[interrupted]) == 1, "the resumed trial opened a second MLflow run"
+    assert per_trial[interrupted][0] in ("FINISHED", "KILLED")   # KILLED: ASHA stopped it after resuming
+
+
+@pytest.mark.unit
+def test_cli_reports_an_interrupted_sweep_with_exit_code_130(monkeypatch, capsys):
+    import llm_emf.tuning.sweep as sweep
+
+    def interrupted(cfg):
+        raise sweep.SweepInterrupted("sweep s interrupted with 1 of 3 trials finished; run the same command")
+    monkeypatch.setattr(sweep, "run_sweep", interrupted)
+    space = Path(__file__).resolve().parents[2] / "tune_spaces/optim.yaml"
+    assert cli_main(["tune", "--space", str(space)]) == 130
+    assert "interrupted with 1 of 3 trials finished" in capsys.readouterr().err
 
 
 @pytest.mark.unit
