@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import PlainSequences, as_mixed_batch  # noqa: E402
 
 from llm_emf.config import Config  # noqa: E402
+from llm_emf.data.cold import trained_items  # noqa: E402
 from llm_emf.data.schema import Dataset  # noqa: E402
 from llm_emf.evaluation import evaluate  # noqa: E402
 from llm_emf.model import build_model, load_features_for, make_scorer  # noqa: E402
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
     if args.features:
         cfg.model.use_text, cfg.model.features = True, args.features
     torch.manual_seed(args.seed)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items)).eval()
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items),
+                        trained_items(dataset)).eval()
 
     evaluate(make_scorer(model, args.eval_batch_size), dataset, "valid", cfg, protocols=("full",))  # warm-up
     load_before = os.getloadavg()[0]

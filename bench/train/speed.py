@@ -31,6 +31,7 @@ import torch
 import torch.utils.data as tud
 
 from llm_emf.config import Config
+from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import PAD, MixedBatch, Ragged, sequences_of
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
     if args.features:
         cfg.model.use_text, cfg.model.features = True, args.features
     torch.manual_seed(args.seed)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items))
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items),
+                        trained_items(dataset))
     init = {k: v.clone() for k, v in model.state_dict().items()}
     seqs = sequences_of(dataset.split("train"))
     seqs = seqs.take(np.flatnonzero(seqs.lengths >= 2))

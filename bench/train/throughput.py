@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import torch
 
 from llm_emf.config import Config
+from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import evaluate
 from llm_emf.features.schema import FEATURE_SCHEMA
@@ -73,7 +74,8 @@ def bench_variant(name: str, overrides: dict, dataset: Dataset, args, features_p
         setattr(cfg.model, k, v)
     cfg.train.batch_size, cfg.train.bf16 = args.batch_size, args.bf16
     torch.manual_seed(0)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items))
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items),
+                        trained_items(dataset))
     opt, sched = build_optimizer(model, cfg)
     seqs = sequences_of(dataset.split("train"))
     seqs = seqs.take(np.flatnonzero(seqs.lengths >= 2))

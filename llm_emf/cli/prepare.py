@@ -32,6 +32,11 @@ def summary(stats: dict, meta_extra: dict, output: Path, seconds: float) -> str:
     short = meta_extra.get("short_users")
     if short and short["count"]:
         text += f"; {short['count']:,} users with fewer than {short['min_interactions']} interactions left out"
+    cold = meta_extra.get("cold_items")
+    if cold:
+        text += (f"; withheld from training for cold-start: {cold['withheld'][0]:,} {x} and {cold['withheld'][1]:,}"
+                 f" {y} items ({sum(cold['train_interactions_removed']):,} training interactions removed; "
+                 f"{sum(cold['test_cases_withheld']):,} test cases have a withheld target)")
     if stats["items_with_image"][0] + stats["items_with_image"][1]:
         text += f"; synthetic images under {output / 'images'}"
     return text + f". Fingerprint {stats['fingerprint']}."

@@ -24,4 +24,7 @@ class DataConfig:
                                         "image_uri to it (exercises the image path where no real images exist)")
     min_interactions: int = help_field(3, "(int) interactions format: users with fewer interactions are left out "
                                        "(counted in dataset.json); 3 gives non-empty train/valid/test", min=3)
+    cold_items: float = help_field(0.0, "(float) fraction of each domain's items withheld from training (chosen "
+                                   "with seed): removed from every training sequence, kept in valid/test, so "
+                                   "recommending new items can be measured; 0 withholds none", min=0.0, max=0.9)
     image_size: int = help_field(64, "(int) side in pixels of the synthetic images", min=8, max=1024)

@@ -35,9 +35,14 @@ class ModelConfig:
                               "domains), domain (one affine map per domain) or moe (per domain, a gated mixture "
                               "of model.adaptor_experts affine maps, as UniSRec)", choices=("linear", "domain", "moe"))
     adaptor_experts: int = help_field(4, "(int) experts of the moe adaptor", min=1, max=64)
-    id_dropout: float = help_field(0.0, "(float) training only, with text or image on: probability that an "
-                                   "item's ID vector is dropped for a step, so it must be recognised from its "
-                                   "content", min=0.0, max=1.0)
+    id_dropout: float = help_field(0.0, "(float) training only: probability that an item's ID vector is "
+                                   "replaced by the unseen-item vector (model.unseen_id) for a step, so it must be "
+                                   "recognised from its content; items without content are spared unless that "
+                                   "vector is learned", min=0.0, max=1.0)
+    unseen_id: str = help_field("learned", "(str) ID vector of items in no training sequence (cold items, new "
+                                "items): learned (one shared vector per domain, fitted while those items serve "
+                                "as negatives), zero (no ID part: content alone), or mean (the mean trained ID "
+                                "vector of the domain)", choices=("learned", "zero", "mean"))
     content_dropout: float = help_field(0.0, "(float) training only: probability that an item's text/image term "
                                         "is dropped for a step", min=0.0, max=1.0)
     learnable_weights: bool = help_field(False, "(bool) learn the fusion weights, starting from the values above")

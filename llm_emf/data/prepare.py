@@ -1,10 +1,11 @@
-"""Prepare = import + (optional) synthetic images + write the canonical folder with its resolved config."""
+"""Prepare = import + (optional) cold-item split + (optional) synthetic images + write the canonical folder with its resolved config."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from llm_emf.config import Config, save_config
+from llm_emf.data.cold import withhold_items
 from llm_emf.data.importers import import_dataset
 from llm_emf.data.schema import Dataset
 from llm_emf.data.stats import compute_stats
@@ -14,6 +15,9 @@ from llm_emf.data.synthetic_images import add_synthetic_images
 def prepare_dataset(cfg: Config) -> tuple[Dataset, dict]:
     """Import ``cfg.data.source`` into ``cfg.data.output``; returns the dataset and its statistics."""
     ds = import_dataset(cfg.data)
+    if cfg.data.cold_items > 0:
+        ds, report = withhold_items(ds, cfg.data.cold_items, cfg.seed)
+        ds.meta.extra["cold_items"] = report
     output = Path(cfg.data.output)
     if cfg.data.synthetic_images:
         ds = add_synthetic_images(ds, output, cfg.data.image_size, cfg.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 
+from .cold import cold_report
 from .schema import SPLITS, Dataset
 
 # sequence-length histogram bins: [lo, hi)
@@ -64,7 +65,23 @@ def compute_stats(ds: Dataset) -> dict:
         "missing_split_files": list(ds.meta.extra.get("missing_split_files", [])),
         "quarantined_rows": int(ds.meta.quarantined_rows),
         "short_users": ds.meta.extra.get("short_users", {}).get("count"),
+        "cold": cold_report(ds),
+        "withheld": {k: v for k, v in ds.meta.extra.get("cold_items", {}).items() if k != "item_index"} or None,
     }
+
+
+def _cold_lines(s: dict, x: str, y: str) -> list[str]:
+    pair = lambda v: f"{x} {v[0]:,} / {y} {v[1]:,}"  # noqa: E731
+    c, w = s["cold"], s.get("withheld")
+    lines = []
+    if w:
+        lines.append(f"withheld for cold-start (data.cold_items={w['fraction']:g}, seed {w['seed']}): items "
+                     f"{pair(w['withheld'])}; training interactions removed {pair(w['train_interactions_removed'])}"
+                     f"; training sequences left empty and dropped {w['train_sequences_dropped']:,}; cases with a "
+                     f"withheld target: valid {pair(w['valid_cases_withheld'])}, test {pair(w['test_cases_withheld'])}")
+    lines.append(f"cold items (in no training sequence): {pair(c['items'])}; cases with a cold target: "
+                 f"valid {pair(c['valid_cases'])}, test {pair(c['test_cases'])}")
+    return lines
 
 
 def format_stats(s: dict) -> str:
@@ -77,6 +94,7 @@ def format_stats(s: dict) -> str:
         lines.append(f"missing split files (0 users): {', '.join(s['missing_split_files'])}")
     if s["short_users"]:
         lines.append(f"users left out for too few interactions: {s['short_users']:,}")
+    lines += _cold_lines(s, x, y)
     lines.append(f"{'split':<6} {'users':>8} {'both dom.':>9} {x + ' inter.':>14} {y + ' inter.':>14}"
                  f" {'len min/med/p90/max':>22}")
     for split, st in s["splits"].items():

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
+from llm_emf.data.cold import KINDS, trained_items
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, fingerprint
 from .metrics import metrics_from_ranks, target_ranks
 from .negatives import load_or_create_negatives, negatives_path
@@ -140,8 +141,25 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
 
     metrics = {p: {d: metrics_from_ranks(torch.as_tensor(r), ks) for d, r in ranks[p].items()} for p in protocols}
     counts = {names[d]: int((case_domain == d).sum()) for d in (DOMAIN_X, DOMAIN_Y)}
+    by_target, counts_by_target = _by_target_kind(ranks, targets, case_domain, trained_items(dataset), names, ks)
     info = {"dataset": dataset.meta.name, "fingerprint": fp, "seed": cfg.seed,
             "negatives_seed": cfg.eval.negatives_seed, "ks": sorted(set(ks)), "ties": ties,
             "exclude_seen": cfg.eval.exclude_seen, "n_negatives": cfg.eval.n_negatives,
             "negatives_file": str(neg_path) if neg_path else None, "scorer": scorer_name}
-    return EvalResult(split, protocols, metrics, counts, n_cand, info, ranks)
+    return EvalResult(split, protocols, metrics, counts, n_cand, info, ranks, by_target, counts_by_target)
+
+
+def _by_target_kind(ranks: dict, targets: np.ndarray, case_domain: np.ndarray, trained: np.ndarray,
+                    names: tuple[str, str], ks: list[int]) -> tuple[dict, dict]:
+    """Metrics of the cases whose target training never saw (cold) and of the rest (warm).
+    ``ranks[p][domain]`` lists that domain's cases in row order, which is the order used here."""
+    by_target: dict = {kind: {p: {} for p in ranks} for kind in KINDS}
+    counts: dict = {kind: {} for kind in KINDS}
+    for domain in (DOMAIN_X, DOMAIN_Y):
+        cold = ~trained[targets[case_domain == domain]]                       # (N_d,)
+        for kind, mask in (("cold", cold), ("warm", ~cold)):
+            counts[kind][names[domain]] = int(mask.sum())
+            for p in ranks:
+                by_target[kind][p][names[domain]] = metrics_from_ranks(
+                    torch.as_tensor(ranks[p][names[domain]][mask]), ks)
+    return by_target, counts

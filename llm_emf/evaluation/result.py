@@ -17,6 +17,8 @@ class EvalResult:
     A domain without cases has NaN metrics (``null`` in JSON). ``n_candidates[protocol][domain]`` is the
     number of items each case is ranked among (before ``exclude_seen`` masking in ``full``).
     ``ranks[protocol][domain]`` keeps each case's rank (in memory only, for significance tests).
+    ``by_target[kind][protocol][domain][metric]`` splits the cases by target kind: ``cold`` (an item in no
+    training sequence, scored from its content alone) and ``warm``; ``counts_by_target[kind][domain]``.
     """
 
     split: str
@@ -26,24 +28,24 @@ class EvalResult:
     n_candidates: dict[str, dict[str, int]]
     info: dict = field(default_factory=dict)     # dataset, fingerprint, seed, ks, ties, negatives file, scorer
     ranks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    by_target: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+    counts_by_target: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
         return list(self.counts)
 
     def to_dict(self) -> dict:
-        def clean(v: float) -> float | None:
-            return None if math.isnan(v) else v
-        return {"split": self.split, "protocols": list(self.protocols),
-                "metrics": {p: {d: {m: clean(v) for m, v in ms.items()} for d, ms in dom.items()}
-                            for p, dom in self.metrics.items()},
-                "counts": dict(self.counts), "n_candidates": self.n_candidates, "info": self.info}
+        return {"split": self.split, "protocols": list(self.protocols), "metrics": _clean(self.metrics),
+                "counts": dict(self.counts), "n_candidates": self.n_candidates, "info": self.info,
+                "by_target": {kind: _clean(m) for kind, m in self.by_target.items()},
+                "counts_by_target": self.counts_by_target}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalResult":
-        metrics = {p: {dn: {m: (math.nan if v is None else float(v)) for m, v in ms.items()} for dn, ms in dom.items()}
-                   for p, dom in d["metrics"].items()}
-        return cls(d["split"], tuple(d["protocols"]), metrics, dict(d["counts"]), d["n_candidates"], d.get("info", {}))
+        by_target = {kind: _unclean(m) for kind, m in d.get("by_target", {}).items()}
+        return cls(d["split"], tuple(d["protocols"]), _unclean(d["metrics"]), dict(d["counts"]), d["n_candidates"],
+                   d.get("info", {}), by_target=by_target, counts_by_target=d.get("counts_by_target", {}))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -61,9 +63,26 @@ class EvalResult:
         lines = [title or f"{self.split} split, {self.info.get('dataset', '')} "
                           f"(ties {self.info.get('ties', '?')}, seed {self.info.get('seed', '?')})",
                  head, "-" * len(head)]
+        # Cold/warm rows only where some target is cold (else "warm" repeats the overall line).
+        kinds = list(self.by_target) if sum(self.counts_by_target.get("cold", {}).values()) else []
         for protocol in self.protocols:
             for domain, ms in self.metrics[protocol].items():
-                values = " ".join(f"{'-':>8}" if math.isnan(v) else f"{v:>8.4f}" for v in ms.values())
-                lines.append(f"{protocol:<9} {domain[:12]:<12} {self.counts[domain]:>7} "
-                             f"{self.n_candidates[protocol][domain]:>7} {values}")
+                rows = [(domain, ms, self.counts[domain])]
+                rows += [(f"{domain[:7]} {kind}", self.by_target[kind][protocol][domain],
+                          self.counts_by_target[kind][domain]) for kind in kinds]
+                for label, values, n in rows:
+                    cells = " ".join(f"{'-':>8}" if math.isnan(v) else f"{v:>8.4f}" for v in values.values())
+                    lines.append(f"{protocol:<9} {label[:12]:<12} {n:>7} "
+                                 f"{self.n_candidates[protocol][domain]:>7} {cells}")
         return "\n".join(lines)
+
+
+def _clean(metrics: dict) -> dict:
+    """NaN (a group without cases) -> None, for JSON."""
+    return {p: {d: {m: None if math.isnan(v) else v for m, v in ms.items()} for d, ms in dom.items()}
+            for p, dom in metrics.items()}
+
+
+def _unclean(metrics: dict) -> dict:
+    return {p: {d: {m: math.nan if v is None else float(v) for m, v in ms.items()} for d, ms in dom.items()}
+            for p, dom in metrics.items()}

@@ -34,11 +34,14 @@ def load_features_for(cfg: ModelConfig, items: pa.Table) -> ItemFeatures | None:
     return load_item_features(Path(cfg.features), items)
 
 
-def build_model(cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None) -> torch.nn.Module:
+def build_model(cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None,
+                trained=None) -> torch.nn.Module:
+    """``trained``: (n_items,) bool, items in some training sequence (``llm_emf.data.cold.trained_items``);
+    the others get ``model.unseen_id`` as their ID part. None treats every item as trained."""
     if needs_features(cfg) and features is None:
         raise ConfigError("model: use_text/use_image need item features (model.features)")
     cls = SASRecPair if cfg.name == "sasrec" else LLMEMF
-    return cls(cfg, n_x, n_y, features)
+    return cls(cfg, n_x, n_y, features, trained)
 
 
 def make_scorer(model: torch.nn.Module, batch_size: int = 512, device: str | torch.device = "cpu"):

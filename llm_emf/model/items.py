@@ -97,15 +97,30 @@ class ContentAdaptor(nn.Module):
 
 
 class ItemVectors(nn.Module):
-    """Per-modality item vectors ``(n_items, q)``: ``id`` (E_id), ``image`` and ``text`` (adapted features)."""
+    """Per-modality item vectors ``(n_items, q)``: ``id`` (E_id), ``image`` and ``text`` (adapted features).
+
+    ``trained`` (n_items,) marks items that occur in training sequences. The others have no interaction
+    to fit an ID row to, so their ID part is ``model.unseen_id``: a shared learned vector per domain, zero,
+    or the domain's mean trained row; never their own randomly initialised row.
+    """
 
     def __init__(self, n_x: int, n_y: int, cfg: ModelConfig, modalities: tuple[str, ...],
-                 features: ItemFeatures | None):
+                 features: ItemFeatures | None, trained: torch.Tensor | None = None):
         super().__init__()
         self.modalities = modalities
-        self.n_items = n_items = n_x + n_y
+        self.n_x, self.n_items = n_x, n_x + n_y
+        n_items = self.n_items
+        self.unseen_id = cfg.unseen_id
         if "id" in modalities:
             self.id = nn.Embedding(n_items, cfg.hidden_size)
+            if trained is not None and len(trained) != n_items:
+                raise ValueError(f"trained-item mask covers {len(trained)} items, the dataset has {n_items}")
+            mask = torch.ones(n_items, dtype=torch.bool) if trained is None else torch.as_tensor(trained).bool()
+            self.register_buffer("id_trained", mask, persistent=False)      # recomputed from the dataset
+            self.has_unseen = not bool(mask.all())
+            # Only when something uses it: DDP refuses a parameter that never gets a gradient.
+            if cfg.unseen_id == "learned" and (self.has_unseen or cfg.id_dropout > 0):
+                self.unseen = nn.Parameter(torch.zeros(2, cfg.hidden_size))   # one per domain
         self.adaptors = nn.ModuleDict()
         for name in CONTENT:
             if name not in modalities:
@@ -123,10 +138,28 @@ class ItemVectors(nn.Module):
             self.adaptors[name] = ContentAdaptor(matrix.shape[1], cfg.hidden_size, cfg.adaptor, n_x,
                                                  cfg.adaptor_experts)
 
+    def id_rows(self, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_items, q) ID vectors: items never trained, and those in ``drop`` (ID dropout), get the
+        unseen-item vector of their domain instead of their own row."""
+        w = self.id.weight
+        if drop is None and not self.has_unseen:
+            return w
+        unseen = ~self.id_trained if drop is None else ~self.id_trained | drop
+        in_y = (torch.arange(self.n_items, device=w.device) >= self.n_x).long()   # (n_items,) domain
+        if self.unseen_id == "zero":
+            fill = torch.zeros_like(w)
+        elif self.unseen_id == "learned":
+            fill = self.unseen.to(w.dtype)[in_y]                                  # (n_items, q)
+        else:
+            known = ~unseen
+            means = torch.stack([w[:self.n_x][known[:self.n_x]].mean(0), w[self.n_x:][known[self.n_x:]].mean(0)])
+            fill = torch.nan_to_num(means)[in_y]                                  # a domain with none: zero
+        return torch.where(unseen.unsqueeze(-1), fill, w)
+
     def modality(self, name: str) -> torch.Tensor:
         """(n_items, q) vectors of one modality; zero rows for items that lack it."""
         if name == "id":
-            return self.id.weight
+            return self.id_rows()
         mask = getattr(self, f"has_{name}").unsqueeze(-1)                       # (n_items, 1)
         out = self.adaptors[name](getattr(self, f"{name}_features"))            # (n_items, q)
         return out * mask.to(out.dtype)
@@ -154,8 +187,9 @@ def _drop_rows(vectors: torch.Tensor, p: float, allowed: torch.Tensor | None = N
 class EarlyFusion(nn.Module):
     """x_i = E_id[i] + a * A_img(E_img[i]) + b * A_tex(E_tex[i]) (terms present only when switched on).
 
-    In training, ``id_dropout`` drops an item's ID term (only items that have content, so none is left
-    blank) and ``content_dropout`` its content terms, each per item and step.
+    In training, ``id_dropout`` treats an item as unseen for a step (its ID term becomes the unseen-item
+    vector; only items that have content unless that vector is learned, so none is left blank) and
+    ``content_dropout`` drops its content terms, each per item and step.
     """
 
     def __init__(self, vectors: ItemVectors, cfg: ModelConfig):
@@ -169,9 +203,13 @@ class EarlyFusion(nn.Module):
     def forward(self) -> torch.Tensor:
         out = 0.0
         if "id" in self.vectors.modalities:
-            out = self.vectors.modality("id")
-            if self.training and self.id_dropout > 0 and self.weights:
-                out = _drop_rows(out, self.id_dropout, self.vectors.has_content())
+            drop = None
+            learned = self.vectors.unseen_id == "learned"
+            if self.training and self.id_dropout > 0 and (self.weights or learned):
+                drop = torch.rand(self.vectors.n_items, device=self.vectors.id.weight.device) < self.id_dropout
+                if not learned:
+                    drop &= self.vectors.has_content()
+            out = self.vectors.id_rows(drop)
         for name, weight in self.weights.items():
             term = self.vectors.modality(name)
             if self.training and self.content_dropout > 0:

@@ -32,12 +32,13 @@ def modalities_of(cfg: ModelConfig) -> tuple[str, ...]:
 
 
 class LLMEMF(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None):
+    def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None,
+                 trained=None):
         super().__init__()
         self.cfg, self.n_x, self.n_y = cfg, n_x, n_y
         self.max_len = cfg.max_len
         self.modalities = modalities_of(cfg)
-        self.vectors = ItemVectors(n_x, n_y, cfg, self.modalities, features)
+        self.vectors = ItemVectors(n_x, n_y, cfg, self.modalities, features, trained)
         net = lambda: PreferenceNetwork(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,  # noqa: E731
                                         cfg.dropout, cfg.cross_attention, cfg.positions)
         if cfg.fusion == "early":

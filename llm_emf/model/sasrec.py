@@ -35,10 +35,11 @@ class DomainBatch:
 
 
 class SASRecPair(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None):
+    def __init__(self, cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None,
+                 trained=None):
         super().__init__()
         self.cfg, self.n_x, self.n_y, self.max_len = cfg, n_x, n_y, cfg.max_len
-        self.vectors = ItemVectors(n_x, n_y, cfg, modalities_of(cfg), features)
+        self.vectors = ItemVectors(n_x, n_y, cfg, modalities_of(cfg), features, trained)
         self.fusion = EarlyFusion(self.vectors, cfg)
         self.encoders = nn.ModuleList(CausalEncoder(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,
                                                     cfg.dropout, cfg.positions) for _ in range(2))

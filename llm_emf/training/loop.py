@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from llm_emf.config import Config
 from llm_emf.config.loader import from_dict
+from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import evaluate
 from llm_emf.model import build_model, load_features_for, make_scorer
@@ -105,7 +106,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
 
     dataset = Dataset.read(cfg.data.output)
     features = load_features_for(cfg.model, dataset.items)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained_items(dataset))
     fingerprint = features_fingerprint(features)      # hashed once: every checkpoint records it
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from llm_emf.config import Config, ConfigError
+from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import Ragged
@@ -49,7 +50,7 @@ def load_models(run: str | Path, dataset: Dataset | None = None) -> tuple[Config
     check_features(state, features_fingerprint(features), folder, cfg.model.features)
     models = {}
     for d, name in enumerate(dataset.meta.domains):
-        model = build_model(cfg.model, dataset.n_x, dataset.n_y, features)
+        model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained_items(dataset))
         model.load_state_dict(state["best_states"].get(name, state["model"]))
         models[d] = model.eval()
     return cfg, dataset, models

@@ -192,11 +192,29 @@ def test_table_names_protocol_next_to_every_number_and_json_round_trip(tiny, cfg
     lines = r.format_table().splitlines()
     assert lines[1].split() == ["protocol", "domain", "cases", "cands", "MRR", "NDCG@5", "NDCG@10", "HR@1",
                                 "HR@5", "HR@10"]
-    assert [ln.split()[:2] for ln in lines[3:]] == [["sampled", "Food"], ["sampled", "Kitchen"],
-                                                    ["full", "Food"], ["full", "Kitchen"]]
-    assert lines[5].split()[4] == f"{_mrr([4, 2, 3]):.4f}"
+    # item 3 is in no training sequence, so Food has a cold row; the lines read "full Food cold 1 ...".
+    assert [ln.split()[:3] for ln in lines[3:]] == [
+        [p, *d] for p in ("sampled", "full") for d in (["Food", "3"], ["Food", "cold"], ["Food", "warm"],
+                                                       ["Kitchen", "2"], ["Kitchen", "cold"], ["Kitchen", "warm"])]
+    assert lines[9].split()[4] == f"{_mrr([4, 2, 3]):.4f}"
+    assert lines[10].split()[3:7] == ["1", "4", f"{_mrr([4]):.4f}", f"{1 / math.log2(5):.4f}"]
+    assert lines[13].split()[3:7] == ["0", "3", "-", "-"]      # no cold Kitchen target: no numbers
     back = EvalResult.from_dict(json.loads(r.to_json()))
     assert back.metrics == r.metrics and back.counts == r.counts and back.split == "test"
+    assert back.counts_by_target == r.counts_by_target
+    assert back.by_target["warm"]["full"] == r.by_target["warm"]["full"]
+    assert math.isnan(back.by_target["cold"]["full"]["Kitchen"]["MRR"])
+
+
+def test_cold_and_warm_targets_are_reported_apart(tiny, cfg):
+    """Test targets: Food u1 -> 3 (no training interaction: cold, rank 4), u2 -> 1 (rank 2), u5 -> 2 (rank 3);
+    Kitchen u3 -> 6 (rank 3), u4 -> 4 (rank 1), both warm."""
+    r = evaluate(PopularityScorer(tiny), tiny, "test", cfg, protocols=("full",))
+    assert r.counts_by_target == {"cold": {"Food": 1, "Kitchen": 0}, "warm": {"Food": 2, "Kitchen": 2}}
+    assert r.by_target["cold"]["full"]["Food"]["MRR"] == pytest.approx(1 / 4)
+    assert r.by_target["warm"]["full"]["Food"]["MRR"] == pytest.approx(_mrr([2, 3]))
+    assert r.by_target["warm"]["full"]["Kitchen"]["MRR"] == pytest.approx(_mrr([3, 1]))
+    assert r.to_dict()["by_target"]["cold"]["full"]["Kitchen"]["MRR"] is None
 
 
 @pytest.mark.gpu
