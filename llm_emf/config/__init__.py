@@ -2,6 +2,7 @@
 
 from .loader import ConfigError, dump_config, flatten_config, format_help, save_config
 from .loader import load_config as _load
+from .redact import redact_uri
 from .tree import Config
 
 
@@ -9,4 +10,5 @@ def load_config(path=None, overrides=()) -> Config:
     return _load(Config, path, overrides)
 
 
-__all__ = ["Config", "ConfigError", "load_config", "save_config", "dump_config", "flatten_config", "format_help"]
+__all__ = ["Config", "ConfigError", "load_config", "save_config", "dump_config", "flatten_config", "format_help",
+           "redact_uri"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from .loader import help_field, section
 
+IMAGE_SCHEMES = ("http", "https", "file")   # 'file': a local path or a file:// URL
+
 
 @dataclass
 class EnrichConfig:
@@ -33,7 +35,17 @@ class EmbedConfig:
                                       "weights (tests only: noise, never for quality numbers)")
     batch_size: int = help_field(64, "(int) items per encoder batch", min=1, max=1 << 16)
     concurrency: int = help_field(1, "(int) encoder actors", min=1)
-    image_timeout_s: float = help_field(10.0, "(float) timeout for fetching one http(s) image", min=0.1, max=600.0)
+    image_timeout_s: float = help_field(10.0, "(float) seconds one image may take in all (connect, redirects, body), "
+                                        "not per socket operation", min=0.1, max=600.0)
+    image_max_mb: int = help_field(32, "(int) largest image accepted, in MiB; bytes are counted while reading",
+                                   min=1, max=1024)
+    image_schemes: list[str] = help_field(None, "(list) what an image_uri may be: 'http', 'https', and 'file' (a local "
+                                          "path or file:// URL)", default_factory=lambda: list(IMAGE_SCHEMES))
+    image_roots: list[str] = help_field(None, "(list) folders local images may be read from besides the dataset "
+                                        "folder (symlinks are followed before the check)", default_factory=list)
+    image_allow_private: bool = help_field(False, "(bool) fetch http(s) images from private, loopback and link-local "
+                                           "addresses too (an intranet image server); off, every address a host "
+                                           "resolves to must be public")
     use_images: bool = help_field(True, "(bool) encode images (zero vector and has_image=false where missing)")
     output: str = help_field("runs/features/features.parquet", "(str) feature table (Parquet)")
 

@@ -16,6 +16,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .redact import redact_values
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message says where and what."""
@@ -309,12 +311,14 @@ def to_dict(cfg: Any) -> dict:
 
 
 def flatten_config(cfg: Any) -> dict[str, Any]:
-    """``{'model.n_heads': 1, ...}``: what MLflow logs as params and Tune spaces refer to."""
-    return {k: get_value(cfg, k) for k in all_keys(type(cfg))}
+    """``{'model.n_heads': 1, ...}``: what MLflow logs as params and results.json records. A record, so
+    passwords in URIs are redacted (``http://user:***@host``); pass ``to_dict(cfg)`` to other processes."""
+    return {k: redact_values(get_value(cfg, k)) for k in all_keys(type(cfg))}
 
 
 def dump_config(cfg: Any) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    """The config as YAML, passwords in URIs redacted: a saved config.yaml never holds a secret."""
+    return yaml.safe_dump(redact_values(to_dict(cfg)), sort_keys=False)
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import llm_emf
+from llm_emf.config.redact import redact_uri
 
 PARAM_VALUE_LIMIT = 6000     # MLflow rejects longer param values
 UNKNOWN = "unknown"
@@ -53,8 +54,10 @@ def default_tags(cfg, fingerprint: str) -> dict[str, str]:
 
 
 def param_value(value: Any, limit: int = PARAM_VALUE_LIMIT) -> str:
-    """A param/tag value as text: lists and dicts as JSON; longer than ``limit`` is cut with a marker."""
+    """A param/tag value as text: lists and dicts as JSON, passwords in URIs redacted; longer than ``limit`` is
+    cut with a marker."""
     text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (list, tuple, dict)) else str(value)
+    text = redact_uri(text)
     if len(text) <= limit:
         return text
     marker = f"...[truncated from {len(text)} chars; full value in config.yaml]"
@@ -84,7 +87,7 @@ def flatten_numeric(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 
 def describe_error(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}"
+    text = redact_uri(f"{type(e).__name__}: {e}")
     return text if len(text) <= 500 else text[:500] + " ..."
 
 

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from llm_emf.config import flatten_config, save_config
+from llm_emf.config.redact import redact_uri
 
 from . import plots
 from .run_info import (dataset_fingerprint, default_tags, describe_error, flatten_numeric, json_default, metric_key,
                        param_value)
-from .uri import artifact_root, is_http, limit_http_retries, probe_server, resolve_tracking_uri, sqlite_path
+from .uri import (artifact_root, credentials_problem, is_http, limit_http_retries, probe_server, resolve_tracking_uri,
+                  sqlite_path)
 
 PARENT_TAG = "mlflow.parentRunId"
 BATCH_PARAMS, BATCH_METRICS = 100, 1000          # MLflow's per-request limits
@@ -79,13 +81,18 @@ class Tracker:
                        tags=tags, **kwargs)
 
     @property
+    def display_uri(self) -> str:
+        """``uri`` with any password redacted: what to print or save (``uri`` itself is for connecting)."""
+        return redact_uri(self.uri)
+
+    @property
     def active(self) -> bool:
         return self.enabled and self.error is None and self.run_id is not None and self._started
 
     def start(self) -> "Tracker":
         if not self.enabled or self._started or self.error is not None:
             return self
-        problem = probe_server(self.uri, self.cfg.tracking.timeout_s)
+        problem = credentials_problem(self.uri) or probe_server(self.uri, self.cfg.tracking.timeout_s)
         if problem is not None:
             self._fail(problem)
             return self
@@ -152,11 +159,11 @@ class Tracker:
 
     # -- failure handling ------------------------------------------------------------------------
     def _fail(self, problem: str) -> None:
-        self.error = problem
+        self.error = redact_uri(problem)     # MLflow's errors quote the URL they called, password included
         if self.uri not in _warned_uris:
             _warned_uris.add(self.uri)
-            warnings.warn(f"MLflow tracking at {self.uri} failed: {problem}. Training goes on without tracking; "
-                          "metrics stay in the local results files.", TrackingWarning, stacklevel=3)
+            warnings.warn(f"MLflow tracking at {self.display_uri} failed: {self.error}. Training goes on without "
+                          "tracking; metrics stay in the local results files.", TrackingWarning, stacklevel=3)
 
     def _retry_locked(self, fn):
         """sqlite shared by several trial processes may be briefly locked; retry a few times."""
@@ -237,7 +244,7 @@ class Tracker:
         results = plots.as_mapping(results)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
-            path.write_text(json.dumps(results, indent=2, default=json_default), encoding="utf-8")
+            path.write_text(redact_uri(json.dumps(results, indent=2, default=json_default)), encoding="utf-8")
             self.log_artifact(path)
         if as_metrics:
             self.log_metrics({f"{prefix}{k}": v for k, v in flatten_numeric(results).items()})

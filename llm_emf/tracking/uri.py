@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from llm_emf.config.redact import has_redacted_password, redact_uri, strip_userinfo
+
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_DB_NAME = "mlflow.db"
 
@@ -34,6 +36,9 @@ def resolve_tracking_uri(cfg) -> str:
     directories, so pass the resolved URI (``Tracker.uri``) to them rather than the raw config value.
     """
     uri = _tracking_section(cfg).uri.strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if has_redacted_password(uri) and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        # a config read back from a saved config.yaml: MLflow takes the credentials from its env variables
+        uri = strip_userinfo(uri)
     if not uri:
         return SQLITE_PREFIX + str(Path.cwd() / DEFAULT_DB_NAME)
     db = sqlite_path(uri)
@@ -41,6 +46,15 @@ def resolve_tracking_uri(cfg) -> str:
         query = uri.split("?", 1)[1] if "?" in uri else ""
         uri = SQLITE_PREFIX + str(db.resolve()) + (f"?{query}" if query else "")
     return uri
+
+
+def credentials_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot authenticate, or None: a password redacted on saving cannot be sent."""
+    if not has_redacted_password(uri):
+        return None
+    return (f"tracking URI {redact_uri(uri)} carries a redacted password (configs are saved without secrets): "
+            "expected the real password in tracking.uri, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "in the environment; found neither")
 
 
 def is_http(uri: str) -> bool:
@@ -69,13 +83,14 @@ def probe_server(uri: str, timeout_s: float) -> str | None:
     if not is_http(uri):
         return None
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+        # /health needs no login, and urllib would take 'user:password@host' for a host name
+        with urllib.request.urlopen(strip_userinfo(uri).rstrip("/") + "/health", timeout=timeout_s):
             return None
     except urllib.error.HTTPError:
         return None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
-        return f"no answer within {timeout_s:g} s ({type(reason).__name__}: {reason})"
+        return redact_uri(f"no answer within {timeout_s:g} s ({type(reason).__name__}: {reason})")
 
 
 def limit_http_retries(timeout_s: float) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from features_fixtures import synthetic_image
 from llm_emf.features.encoders import FeatureEncoder, load_clip
-from llm_emf.features.images import ImageLoader, decode_resized
+from llm_emf.features.images import FetchPolicy, ImageLoader, decode_resized
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +43,9 @@ def test_image_loader_statuses(http_root):
     (root / "bad.jpg").write_bytes(b"garbage")
     uris = [str(root / "ok.png"), (root / "ok.png").as_uri(), f"{base}/ok.png", f"{base}/absent.png",
             str(root / "bad.jpg"), str(root / "absent.png"), None, "  "]
-    batch = ImageLoader(16, timeout_s=5)({"item_id": np.arange(len(uris)), "image_uri": np.array(uris, dtype=object)})
+    # the test server is on loopback, which only an explicit policy allows (test_image_fetch_safety.py)
+    loader = ImageLoader(16, policy=FetchPolicy(allow_private=True, timeout_s=5))
+    batch = loader({"item_id": np.arange(len(uris)), "image_uri": np.array(uris, dtype=object)})
     assert list(batch["image_status"]) == ["ok", "ok", "ok", "unreadable", "unreadable", "missing", "missing",
                                            "missing"]
     assert batch["pixels"].shape == (8, 16, 16, 3)
