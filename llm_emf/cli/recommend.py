@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", required=True, help="X, Y, 0, 1 or a domain name (e.g. Food)")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="allow items already in the user's history")
-    p.add_argument("--dataset", help="prepared dataset folder (default: the one the run was trained on)")
+    p.add_argument("--dataset", help="prepared dataset folder (default: the one the run was trained on); a grown "
+                   "catalog works too: items added since training are ranked from their text/image vectors")
+    p.add_argument("--features", help="feature table covering --dataset's items (default: the run's model.features)")
 
 
 def parse_domain(text: str, names: tuple[str, str]) -> int:
@@ -43,7 +45,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"-k: expected a positive integer, found {args.k}")
     dataset = Dataset.read(args.dataset) if args.dataset else None
-    _, dataset, models = load_models(args.run, dataset)
+    _, dataset, models = load_models(args.run, dataset, args.features)
     domain = parse_domain(args.domain, dataset.meta.domains)
     history = user_history(dataset, args.user)
     top = recommend(models, history, domain, args.k, exclude_seen=not args.include_seen)

@@ -35,6 +35,12 @@ class ItemFeatures:
     def n_items(self) -> int:
         return int(self.has_text.shape[0])
 
+    def take(self, rows) -> "ItemFeatures":
+        """The features of items ``rows`` (item indices), in that order."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return ItemFeatures(pick(self.text), pick(self.image), self.has_text[rows], self.has_image[rows])
+
     def fingerprint(self) -> str:
         """sha256 of the aligned matrices and flags: what the model reads, not how the Parquet file is laid
         out. A checkpoint records it, so a rewritten table (same width, other vectors) is refused."""

@@ -25,6 +25,7 @@ from llm_emf.evaluation import evaluate
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import sequences_of
 
+from .catalog import catalog_record
 from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
                          save_checkpoint, seed_everything, set_rng_state)
 from .selection import Selection, flat_metrics
@@ -106,8 +107,10 @@ def train_loop_per_worker(config: dict, session=None) -> None:
 
     dataset = Dataset.read(cfg.data.output)
     features = load_features_for(cfg.model, dataset.items)
-    model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained_items(dataset))
-    fingerprint = features_fingerprint(features)      # hashed once: every checkpoint records it
+    trained = trained_items(dataset)
+    model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
+    # Both computed once; every checkpoint records them (catalog.py serves the model on a grown catalog).
+    fingerprint = {"features_fingerprint": features_fingerprint(features), "catalog": catalog_record(dataset, trained)}
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)
     history: list[dict] = []
@@ -116,7 +119,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     with session.latest_checkpoint() as folder:
         if folder is not None:
             state = load_state(folder)
-            check_features(state, fingerprint, folder, cfg.model.features)
+            check_features(state, fingerprint["features_fingerprint"], folder, cfg.model.features)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -165,13 +168,13 @@ def train_loop_per_worker(config: dict, session=None) -> None:
 
 
 def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,
-                       epoch, cfg, fingerprint) -> None:
+                       epoch, cfg, fingerprint: dict) -> None:
     if rank != 0:
         session.report(metrics, None)
         return
     state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "selection": selection.state(),
-             "history": history, "best_states": best_states, "features_fingerprint": fingerprint}
+             "history": history, "best_states": best_states, **fingerprint}
     with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
         save_checkpoint(tmp, state, cfg)
         session.report(metrics, tmp)

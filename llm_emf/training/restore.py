@@ -18,6 +18,7 @@ from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import Ragged
 
+from .catalog import ITEM_ROWS, match_catalog
 from .checkpoint import STATE_FILE, check_features, features_fingerprint, load_checkpoint_config, load_state
 
 
@@ -40,20 +41,52 @@ def find_checkpoint(path: str | Path) -> Path:
     return found[-1].parent
 
 
-def load_models(run: str | Path, dataset: Dataset | None = None) -> tuple[Config, Dataset, dict[int, torch.nn.Module]]:
-    """(config of the run, dataset, {domain: model with that domain's best-validation state})."""
+def load_models(run: str | Path, dataset: Dataset | None = None, features_path: str | None = None
+                ) -> tuple[Config, Dataset, dict[int, torch.nn.Module]]:
+    """(config of the run, dataset, {domain: model with that domain's best-validation state}).
+
+    ``dataset`` may be another catalog than the one trained on, as long as it keeps every trained item
+    (catalog.py): new items are scored from their content, read from ``features_path`` (default: the
+    run's ``model.features``, which ``llm-emf embed`` extends in place).
+    """
     folder = find_checkpoint(run)
     cfg = load_checkpoint_config(folder)
+    if features_path:
+        cfg.model.features = features_path
     dataset = dataset if dataset is not None else Dataset.read(cfg.data.output)
     state = load_state(folder)
+    record = state.get("catalog")
+    mapping = match_catalog(record, dataset, str(folder)) if record else None
     features = load_features_for(cfg.model, dataset.items)
-    check_features(state, features_fingerprint(features), folder, cfg.model.features)
+    if mapping is None:
+        check_features(state, features_fingerprint(features), folder, cfg.model.features)
+        trained = np.asarray(record["trained"]) if record else trained_items(dataset)
+    else:       # the trained items' vectors must be the ones trained with; new items' are new
+        known = None if features is None else features.take(mapping.new_of_old)
+        check_features(state, features_fingerprint(known), folder, cfg.model.features)
+        trained = mapping.trained
+    rows = state["model"].get(ITEM_ROWS)             # absent only in models without an ID table
+    n_trained = len(record["item_id"]) if record else (dataset.n_items if rows is None else rows.shape[0])
+    if mapping is None and n_trained != dataset.n_items:
+        raise ConfigError(f"{folder}: expected a dataset with the {n_trained:,} items this run was trained on, "
+                          f"found {dataset.n_items:,} in '{dataset.meta.name}'")
     models = {}
     for d, name in enumerate(dataset.meta.domains):
-        model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained_items(dataset))
-        model.load_state_dict(state["best_states"].get(name, state["model"]))
+        model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
+        weights = state["best_states"].get(name, state["model"])
+        _load_weights(model, weights if mapping is None else mapping.remap_state(weights), folder)
         models[d] = model.eval()
     return cfg, dataset, models
+
+
+def _load_weights(model: torch.nn.Module, weights: dict, folder: Path) -> None:
+    """Strict, except for the learned unseen-item vector: a model trained with every item seen never had
+    one, and on a grown catalog its new items start from zero (no ID part), which is what it knows."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    wrong = [k for k in missing if not k.endswith("vectors.unseen")] + list(unexpected)
+    if wrong:
+        raise ConfigError(f"{folder}: expected a checkpoint of this model's architecture, found mismatched "
+                          f"weights {wrong[:4]}")
 
 
 def load_scorer(run: str | Path, dataset: Dataset, cfg: Config | None = None):
