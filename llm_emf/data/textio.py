@@ -1,14 +1,19 @@
-"""Reading source files line by line with errors that name the file and the 1-based line.
+"""Reading source files with errors that name the file and the 1-based line.
 
-Every importer reads through :func:`read_lines` (plain or gzip'd, strict UTF-8) and reports bad rows to a
-:class:`BadRows`, which either stops at the first one (``DataError``) or quarantines it, so that nothing is
-ever dropped silently.
+Every importer reads through :func:`read_lines` (tab-separated formats) or :func:`read_csv_records` (CSV),
+plain or gzip'd, strict UTF-8, and reports bad rows to a :class:`BadRows`, which either stops at the first
+one (``DataError``) or quarantines it, so that nothing is ever dropped silently. Both readers drop a leading
+byte-order mark, treat a NUL byte as a bad row (it is never part of a real id or title), and warn
+(:class:`TruncatedFileWarning`) when the last line has no line ending: a file cut mid-number still parses.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +22,11 @@ import pyarrow as pa
 from .schema import QUARANTINE_SCHEMA, DataError
 
 MAX_CONTENT_CHARS = 300  # a quarantined line is kept truncated: enough to find and fix it
+BOM = "\ufeff"
+
+
+class TruncatedFileWarning(UserWarning):
+    """A text file whose last line has no line ending: it may have been cut short mid-value."""
 
 
 def find_file(folder: Path, name: str, required: bool = True) -> Path | None:
@@ -56,27 +66,153 @@ class BadRows:
         return pa.Table.from_pylist(self.rows, schema=QUARANTINE_SCHEMA)
 
 
+def warn_if_cut(path: Path, last_line: bytes, number: int) -> None:
+    if last_line and not last_line.endswith((b"\n", b"\r")):
+        warnings.warn(f"{path}: line {number}, the last line, has no line ending; the file may have been cut "
+                      "short (check that its last value is complete)", TruncatedFileWarning, stacklevel=3)
+
+
+def _decode(path: Path, number: int, raw: bytes, bad: BadRows) -> str | None:
+    """One line as text, or None after reporting an undecodable byte or a NUL."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad.report(path, number, "UTF-8 text", f"undecodable byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                   raw.decode("utf-8", "replace"))
+        return None
+    if number == 1:
+        text = text.removeprefix(BOM)
+    if "\0" in text:
+        bad.report(path, number, "text without NUL bytes", f"a NUL byte at column {text.index(chr(0)) + 1}",
+                   text.replace("\0", "\\0"))
+        return None
+    return text
+
+
 def read_lines(path: Path, bad: BadRows) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for each non-blank line, newline stripped.
 
-    A line that is not valid UTF-8 is a bad row (reported, not yielded); a broken gzip stream is fatal.
+    A line that is not valid UTF-8 or holds a NUL is a bad row (reported, not yielded); a broken gzip stream
+    is fatal.
     """
+    number, raw = 0, b""
     try:
         with _open_binary(path) as fh:
             for number, raw in enumerate(fh, start=1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    bad.report(path, number, "UTF-8 text", f"undecodable byte 0x{raw[e.start]:02x} at column "
-                               f"{e.start + 1}", raw.decode("utf-8", "replace"))
-                    continue
-                text = text.rstrip("\r\n")
-                if text.strip():
-                    yield number, text
+                text = _decode(path, number, raw, bad)
+                if text is not None and text.rstrip("\r\n").strip():
+                    yield number, text.rstrip("\r\n")
     except (OSError, EOFError, zlib.error) as e:
-        if isinstance(e, FileNotFoundError):
-            raise DataError(path, None, "a readable file", "no such file") from None
-        raise DataError(path, None, "a readable (gzip or plain text) file", f"{type(e).__name__}: {e}") from None
+        raise _unreadable(path, e) from None
+    warn_if_cut(path, raw, number)
+
+
+def _unreadable(path: Path, e: Exception) -> DataError:
+    if isinstance(e, FileNotFoundError):
+        return DataError(path, None, "a readable file", "no such file")
+    return DataError(path, None, "a readable (gzip or plain text) file", f"{type(e).__name__}: {e}")
+
+
+# --- CSV ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class CsvRecord:
+    line: int            # first physical line of the record (1-based)
+    last_line: int       # last one: a quoted field may span lines
+    fields: list[str]
+    text: str            # the record as written, line endings stripped
+
+
+class _PhysicalLines:
+    """The lines csv.reader consumes, counted and kept per record. Lines end at ``\\n`` (or ``\\r\\n``), or at
+    ``\\r`` in an old-Mac file. Bytes are decoded with surrogateescape so that an undecodable byte spoils one
+    record, not the file."""
+
+    def __init__(self, path: Path):
+        self.path, self.count, self.last, self.taken = path, 0, b"", []
+        self._raw = self._raw_lines()
+
+    def _cr_only(self) -> bool:
+        """Old-Mac line endings: ``\\r`` but no ``\\n`` in the first MiB (a quoted ``\\r`` is fine in other files)."""
+        with _open_binary(self.path) as fh:
+            head = fh.read(1 << 20)
+        return b"\r" in head and b"\n" not in head
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        cr_only = self._cr_only()
+        with _open_binary(self.path) as fh:
+            if not cr_only:
+                yield from fh
+                return
+            parts = fh.read().split(b"\r")
+        yield from (p + b"\r" for p in parts[:-1])
+        if parts[-1]:
+            yield parts[-1]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._raw)
+        self.count, self.last = self.count + 1, raw
+        text = raw.decode("utf-8", "surrogateescape")
+        text = text.removeprefix(BOM) if self.count == 1 else text
+        self.taken.append(text)
+        return text
+
+
+def wrong_width(record: CsvRecord, width: int) -> tuple[str, str] | None:
+    """(expected, found) when a record does not have ``width`` fields; notes a record over several lines,
+    which is how an unclosed quote swallows the rows after it."""
+    if len(record.fields) == width:
+        return None
+    found = f"{len(record.fields)}"
+    if record.last_line > record.line:
+        found += f" in one record over lines {record.line}-{record.last_line} (an unclosed quote?)"
+    return f"{width} comma-separated fields", found
+
+
+def _record_problem(text: str) -> tuple[str, str] | None:
+    bad_byte = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad_byte is not None:
+        return "UTF-8 text", f"undecodable byte 0x{ord(text[bad_byte]) - 0xdc00:02x} at column {bad_byte + 1}"
+    if "\0" in text:
+        return "text without NUL bytes", f"a NUL byte at column {text.index(chr(0)) + 1}"
+    return None
+
+
+def read_csv_records(path: Path, bad: BadRows) -> Iterator[CsvRecord]:
+    """Yield each non-blank record of a CSV file (the header first), parsed by the ``csv`` module: quoted
+    fields may hold commas and newlines. A record the parser rejects, or with an undecodable byte or a NUL, is
+    a bad row; in the header (the first record) it is a DataError."""
+    lines = _PhysicalLines(path)
+    reader = csv.reader(lines)
+    header_seen = False
+    try:
+        while True:
+            first, lines.taken = lines.count + 1, []
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:  # e.g. a stray carriage return inside an unquoted field
+                fields, problem = None, ("one CSV row", f"unparsable CSV ({e})")
+            text = "".join(lines.taken).rstrip("\r\n")
+            if fields is not None:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # a blank line
+                problem = _record_problem(text)
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\0", "\\0")
+            if problem and not header_seen:
+                raise DataError(path, first, f"a readable CSV header row ({problem[0]})", problem[1])
+            header_seen = True
+            if problem:
+                bad.report(path, first, *problem, shown)
+                continue
+            yield CsvRecord(first, lines.count, fields, shown)
+    except (OSError, EOFError, zlib.error) as e:
+        raise _unreadable(path, e) from None
+    warn_if_cut(path, lines.last, lines.count)
 
 
 def parse_int(text: str) -> int | None:

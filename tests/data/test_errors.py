@@ -119,7 +119,8 @@ def test_c2dsr_bad_token_and_missing_files(c2dsr_copy):
 def test_c2dsr_item_out_of_range(c2dsr_copy):
     path = c2dsr_copy / "validdata_new.txt"
     insert_line(path, 6, "98\t3\t1|100|x|\t141|200|y|")
-    expect_error(data_cfg("data.format=c2dsr", f"data.source={c2dsr_copy}"), path, 6, "item 141 outside [0, 141)")
+    expect_error(data_cfg("data.format=c2dsr", f"data.source={c2dsr_copy}", "data.skip_bad_rows=true"), path, 6,
+                 "item ids in [0, 141)", "found item 141")      # fatal even when skipping: ids may be shifted
 
 
 # --- interactions ------------------------------------------------------------------------------------

@@ -1,61 +1,50 @@
 """C2DSR's benchmark format (github.com/cjx96/C2DSR, ``dataset/<pair>/``), each file plain or gzip'd.
 
-    Alist.txt / Blist.txt   ``orig_idx \\t item_id \\t new_idx`` (new_idx: dense local index)
+    Alist.txt / Blist.txt   ``orig_idx \\t item_id \\t new_idx`` (c2dsr_items.py: Blist may be offset by |A|)
     userlist.txt            ``reviewer_id \\t user_idx`` (optional, not needed for the sequences)
     traindata_new.txt, validdata_new.txt, testdata_new.txt
                             ``user_idx \\t n \\t item|unix_ts|date \\t ...``; B ids are offset by |A|
+    items.csv               optional item metadata (item_metadata.py), or the file named by data.items
 
 C2DSR's loader sorts each line's tokens by timestamp (Python's stable sort) and takes the last one as the
-valid/test target; we do the same. The public copies lack ``traindata_new.txt``: the item lists and at
-least one split file are required, and a missing split file is recorded in ``dataset.json``
-(``extra.missing_split_files``), printed by ``prepare`` and shown as 0 users by ``stats``.
+valid/test target; we do the same. Some releases put a user on two lines of a valid/test file, one per
+target domain: those are two evaluation cases, ``<split>:<user>:A`` and ``<split>:<user>:B``. The public
+copies lack ``traindata_new.txt``: the item lists and at least one split file are required, a missing split
+file is recorded in ``dataset.json`` (``extra.missing_split_files``); an empty one is an error.
+
+Domain names come from data.domain_x / data.domain_y when set, else from a ``<X>-<Y>`` folder name (C2DSR's
+own naming, e.g. ``Movie-Book``), else they are "X" and "Y"; dataset.json says which (``extra.domain_names``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from ...config.data import DataConfig
-from ..schema import DataError, Dataset, DatasetMeta
+from ..schema import ITEM_SCHEMA, DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
 from ..textio import BadRows, find_file, parse_int, read_lines
+from .c2dsr_items import read_item_list
+from .item_metadata import read_item_metadata
+from .timestamps import UNITS, file_unit, odd_unit, to_seconds
 
 SPLIT_FILES = (("traindata_new.txt", "train"), ("validdata_new.txt", "valid"), ("testdata_new.txt", "test"))
+METADATA_FILE = "items.csv"
+LETTERS = "AB"
 
 
-def read_item_list(path: Path, seen_ids: set[str], bad: BadRows) -> tuple[ItemRows, int]:
-    """``orig_idx \\t item_id \\t new_idx`` -> ItemRows ordered by new_idx; returns (rows, n without a row)."""
-    by_index: dict[int, str] = {}
-    for number, text in read_lines(path, bad):
-        fields = text.split("\t")
-        if len(fields) != 3:
-            bad.report(path, number, "3 tab-separated fields (orig_idx, item_id, new_idx)", f"{len(fields)}", text)
-            continue
-        item_id, idx = fields[1].strip(), parse_int(fields[2])
-        if idx is None or idx < 0:
-            bad.report(path, number, "a non-negative integer new_idx", repr(fields[2]), text)
-        elif idx in by_index:
-            bad.report(path, number, "each new_idx once", f"new_idx {idx} again", text)
-        elif not item_id:
-            bad.report(path, number, "a non-empty item id", "''", text)
-        elif item_id in seen_ids:
-            bad.report(path, number, "each item id once across Alist and Blist", f"{item_id} again", text)
-        else:
-            by_index[idx] = item_id
-            seen_ids.add(item_id)
-    n = max(by_index) + 1 if by_index else 0
-    if n == 0:
-        raise DataError(path, None, "at least one item", "none")
-    missing = [i for i in range(n) if i not in by_index]
-    if missing:
-        bad.report(path, None, f"dense new_idx 0..{n - 1}", f"{len(missing)} gaps, first {missing[0]}")
-    rows = ItemRows()
-    for i in range(n):
-        rows.add(by_index.get(i, f"{path.name.split('list')[0]}#{i}"))  # placeholder only under skip_bad_rows
-    return rows, len(missing)
+@dataclass
+class Line:
+    number: int
+    text: str
+    user: str
+    events: list[tuple[int, int]]    # (item, timestamp) in file order
 
 
-def parse_token(token: str, n_total: int) -> tuple[int, int] | str:
+def parse_token(token: str) -> tuple[int, int] | str:
     """``'113|1393113600|2014-02-23 08:00:00|'`` -> (item, timestamp), or what was wrong."""
     parts = token.split("|")
     if len(parts) < 2:
@@ -63,45 +52,89 @@ def parse_token(token: str, n_total: int) -> tuple[int, int] | str:
     item, ts = parse_int(parts[0]), parse_int(parts[1])
     if item is None or ts is None:
         return f"token {token!r} (not item|timestamp integers)"
-    if not 0 <= item < n_total:
-        return f"item {item} outside [0, {n_total})"
+    if item < 0 or ts < 0:
+        return f"token {token!r} with a negative {'item' if item < 0 else 'timestamp'}"
     return item, ts
 
 
-def read_split_file(path: Path, split: str, n_total: int, bad: BadRows, out: SequenceRows) -> dict:
+def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) -> list[Line]:
     min_len = 2 if split in ("valid", "test") else 1
-    users: set[str] = set()
-    interactions = 0
+    n_total = sum(n_items)
+    lines, non_blank = [], 0
     for number, text in read_lines(path, bad):
+        non_blank += 1
         fields = text.split("\t")
         user = fields[0].strip()
-        tokens = [t for t in fields[2:] if t.strip()]
         if len(fields) < 3 or parse_int(fields[1]) is None:
             bad.report(path, number, "user_idx \\t n \\t item|ts|date tokens", f"{len(fields)} fields", text)
             continue
-        if not user or user in users:
-            bad.report(path, number, "a user id not seen before in this file", repr(user), text)
+        if not user:
+            bad.report(path, number, "a user id", "an empty field", text)
             continue
-        parsed = [parse_token(t, n_total) for t in tokens]
+        parsed = [parse_token(t) for t in fields[2:] if t.strip()]
         problem = next((p for p in parsed if isinstance(p, str)), None)
         if problem is not None:
-            bad.report(path, number, f"tokens item|unix_ts|date with item in [0, {n_total})", problem, text)
+            bad.report(path, number, "tokens item|unix_ts|date of non-negative integers", problem, text)
             continue
+        beyond = next((item for item, _ in parsed if item >= n_total), None)
+        if beyond is not None:   # the item lists are shorter than this file assumes: every id may be shifted
+            raise DataError(path, number, f"item ids in [0, {n_total}): |A| {n_items[0]} + |B| {n_items[1]}, the "
+                            "rows of Alist and Blist", f"item {beyond}, so a list is short of rows and ids may be "
+                            "shifted (fatal even with skip_bad_rows)")
         if len(parsed) < min_len:
             bad.report(path, number, f"at least {min_len} tokens", f"{len(parsed)}", text)
             continue
-        parsed.sort(key=lambda pair: pair[1])  # stable, like C2DSR's res.sort(key=takeSecond)
-        users.add(user)
-        interactions += len(parsed)
-        out.add(f"{split}:{user}", split, [p[0] for p in parsed], [p[1] for p in parsed])
-    return {"file": path.name, "users": len(users), "interactions": interactions}
+        lines.append(Line(number, text, user, parsed))
+    if not non_blank:
+        raise DataError(path, None, "user lines (user_idx \\t n \\t item|ts|date ...)", "an empty file")
+    return lines
+
+
+def read_split_file(path: Path, split: str, n_items: tuple[int, int], bad: BadRows, out: SequenceRows) -> dict:
+    lines = parse_lines(path, split, n_items, bad)
+    unit = file_unit(ts for line in lines for _, ts in line.events)
+    cases: dict[str, dict[int, Line]] = {}       # user -> target domain -> line
+    for line in lines:
+        problem = odd_unit([ts for _, ts in line.events], unit)
+        line.events.sort(key=lambda pair: pair[1])  # stable, like C2DSR's res.sort(key=takeSecond)
+        target = int(line.events[-1][0] >= n_items[0])
+        earlier = cases.setdefault(line.user, {})
+        if problem is None and earlier and (split == "train" or target in earlier):
+            first = min(c.number for c in earlier.values())
+            problem = ("a user once, or (valid/test) on two lines with targets in different domains",
+                       f"user {line.user} again (first on line {first})")
+        if problem:
+            bad.report(path, line.number, *problem, line.text)
+            continue
+        earlier[target] = line
+    kept = sorted((line.number, target, line) for per_user in cases.values() for target, line in per_user.items())
+    for _, target, line in kept:
+        suffix = f":{LETTERS[target]}" if len(cases[line.user]) == 2 else ""
+        out.add(f"{split}:{line.user}{suffix}", split, [item for item, _ in line.events],
+                to_seconds([ts for _, ts in line.events], unit))
+    return {"file": path.name, "users": sum(1 for c in cases.values() if c), "cases": len(kept),
+            "interactions": sum(len(line.events) for *_, line in kept), "time_unit": UNITS[unit]}
+
+
+def domain_names(folder: Path, cfg: DataConfig) -> tuple[tuple[str, str], str]:
+    """-> (names, where they came from). The config's Food/Kitchen defaults count as unset: they would
+    silently mislabel any other pair."""
+    configured = (cfg.domain_x, cfg.domain_y)
+    defaults = (DataConfig().domain_x, DataConfig().domain_y)
+    if all(configured) and configured != defaults:
+        return configured, "config (data.domain_x, data.domain_y)"
+    parts = folder.name.split("-")
+    if len(parts) == 2 and all(p.strip() for p in parts):
+        return (parts[0].strip(), parts[1].strip()), f"folder name {folder.name!r}"
+    return ("X", "Y"), ("unknown: not set in data.domain_x / data.domain_y and the folder is not named "
+                        "<X>-<Y>, so named X and Y")
 
 
 def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     seen: set[str] = set()
-    x_items, x_missing = read_item_list(find_file(folder, "Alist.txt"), seen, bad)
-    y_items, y_missing = read_item_list(find_file(folder, "Blist.txt"), seen, bad)
-    n_x, n_y = len(x_items), len(y_items)
+    x_items, _ = read_item_list(find_file(folder, "Alist.txt"), seen)
+    y_items, y_offset = read_item_list(find_file(folder, "Blist.txt"), seen, n_before=len(x_items))
+    n_items = (len(x_items), len(y_items))
     paths = {name: find_file(folder, name, required=False) for name, _ in SPLIT_FILES}
     missing_files = [name for name, path in paths.items() if path is None]
     if len(missing_files) == len(SPLIT_FILES):
@@ -110,11 +143,31 @@ def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     source_files = {}
     for name, split in SPLIT_FILES:
         if paths[name] is not None:
-            source_files[split] = read_split_file(paths[name], split, n_x + n_y, bad, sequences)
+            source_files[split] = read_split_file(paths[name], split, n_items, bad, sequences)
         else:
-            source_files[split] = {"file": None, "users": 0, "interactions": 0}
-    meta = DatasetMeta(name=cfg.name or folder.name, domains=(cfg.domain_x, cfg.domain_y), n_items=(n_x, n_y),
-                       source=str(folder), source_format="c2dsr",
-                       extra={"source_files": source_files, "missing_split_files": missing_files,
-                              "items_without_metadata": x_missing + y_missing})
-    return Dataset(items_table(x_items, y_items), sequences.table(), meta)
+            source_files[split] = {"file": None, "users": 0, "cases": 0, "interactions": 0}
+    names, names_from = domain_names(folder, cfg)
+    extra = {"source_files": source_files, "missing_split_files": missing_files, "domain_names": names_from,
+             "blist_new_idx_offset": y_offset}
+    items = with_metadata(folder, cfg, x_items, y_items, bad, extra)
+    meta = DatasetMeta(name=cfg.name or folder.name, domains=names, n_items=n_items, source=str(folder),
+                       source_format="c2dsr", extra=extra)
+    return Dataset(items, sequences.table(), meta)
+
+
+def with_metadata(folder: Path, cfg: DataConfig, x_items: ItemRows, y_items: ItemRows, bad: BadRows,
+                  extra: dict) -> pa.Table:
+    """The item table, with titles and attributes from data.items or ``items.csv`` when there is one."""
+    path = Path(cfg.items) if cfg.items else find_file(folder, METADATA_FILE, required=False)
+    if path is None:
+        return items_table(x_items, y_items)
+    if not path.is_file():
+        raise DataError(path, None, "an item-metadata CSV (data.items)", "no such file")
+    ids = x_items.item_ids + y_items.item_ids
+    metadata = read_item_metadata(path, set(ids), bad)
+    for rows in (x_items, y_items):
+        rows.titles = [metadata.titles.get(i) for i in rows.item_ids]
+    extra["item_metadata"] = metadata.summary
+    table = items_table(x_items, y_items)
+    attributes = pa.array([metadata.attributes.get(i) for i in ids], pa.string())
+    return table.set_column(table.schema.get_field_index("attributes"), ITEM_SCHEMA.field("attributes"), attributes)

@@ -3,6 +3,10 @@
     data.source  columns user,item,domain,timestamp   (timestamp: integer unix seconds)
     data.items   columns item,domain,title[,image_uri]
 
+CSV goes through the csv module (textio.read_csv_records): quoted fields may hold commas and newlines, a
+byte-order mark is dropped, old-Mac ``\r`` line endings work, a NUL byte is a bad row. In a CSV log all
+timestamps must be in one unit (timestamps.py): a millisecond value among seconds is a bad row.
+
 Domains are given by name (data.domain_x / data.domain_y). Each user's interactions are sorted by time
 (stable: ties keep file order) and split leave-one-out: test = the whole sequence (target last), valid =
 all but the last (target second to last), train = all but the last two. Users with fewer than
@@ -12,7 +16,6 @@ Line numbers are 1-based file lines for CSV (the header is line 1) and 1-based r
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +26,9 @@ from ...config import ConfigError
 from ...config.data import DataConfig
 from ..schema import DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
-from ..textio import BadRows, parse_int, read_lines
+from ..textio import BadRows, parse_int, read_csv_records, wrong_width
 from .canonical import read_parquet
+from .timestamps import UNITS, file_unit, to_seconds, unit_problem
 
 LOG_COLUMNS = ("user", "item", "domain", "timestamp")
 ITEM_COLUMNS = ("item", "domain", "title")
@@ -43,25 +47,21 @@ def read_rows(path: Path, required: tuple[str, ...], bad: BadRows,
         yield from _parquet_rows(path, required, optional)
         return
     header: list[str] | None = None
-    for number, text in read_lines(path, bad):
-        try:
-            fields = next(csv.reader([text]))
-        except csv.Error as e:  # e.g. a stray carriage return inside an unquoted field
-            if header is None:
-                raise DataError(path, number, "a CSV header row", f"unparsable CSV ({e})") from None
-            bad.report(path, number, "one CSV row", f"unparsable CSV ({e})", text)
-            continue
+    for record in read_csv_records(path, bad):
         if header is None:
-            header = [f.strip() for f in fields]
+            header = [f.strip() for f in record.fields]
             missing = [c for c in required if c not in header]
             if missing:
-                raise DataError(path, number, f"a header row with columns {', '.join(required)}",
-                                f"{text!r} (missing {', '.join(missing)})")
+                raise DataError(path, record.line, f"a header row with columns {', '.join(required)}",
+                                f"{record.text!r} (missing {', '.join(missing)})")
             continue
-        if len(fields) != len(header):
-            bad.report(path, number, f"{len(header)} comma-separated fields", f"{len(fields)}", text)
+        problem = wrong_width(record, len(header))
+        if problem:
+            bad.report(path, record.line, *problem, record.text)
             continue
-        yield number, {h: (f.strip() or None) for h, f in zip(header, fields)}, text
+        yield record.line, {h: (f.strip() or None) for h, f in zip(header, record.fields)}, record.text
+    if header is None:
+        raise DataError(path, None, f"a header row with columns {', '.join(required)}", "an empty file")
 
 
 # Arrow types each Parquet column may have; anything else (float ids, bytes, lists, structs...) would turn
@@ -131,6 +131,22 @@ def read_item_table(path: Path, domain_names: tuple[str, str], bad: BadRows) -> 
     return rows[0], rows[1], where
 
 
+def one_time_unit(source: Path, events: list[tuple], bad: BadRows) -> tuple[list[tuple], int]:
+    """Events whose timestamp is in the unit most of a CSV log uses, and that unit (timestamps.py); the others
+    are bad rows. Parquet logs are not checked: a timestamp-typed column carries its unit."""
+    if source.suffix == ".parquet":
+        return events, 0
+    unit = file_unit(e[2] for e in events)
+    kept = []
+    for event in events:
+        problem = unit_problem(event[2], unit)
+        if problem:
+            bad.report(source, event[3], *problem, event[4])
+        else:
+            kept.append(event)
+    return kept, unit
+
+
 def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     if not cfg.items:
         raise ConfigError("data.items: the interactions format needs an item table (item,domain,title[,image_uri])")
@@ -138,7 +154,7 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     items_path = Path(cfg.items)
     x_items, y_items, where = read_item_table(items_path, domain_names, bad)
     n_x = len(x_items)
-    by_user: dict[str, list[tuple[int, int]]] = {}
+    events: list[tuple[str, int, int, int, str]] = []     # (user, item_index, timestamp, line, text)
     for number, row, text in read_rows(source, LOG_COLUMNS, bad):
         user, item, domain_name, ts = row["user"], row["item"], row["domain"], parse_timestamp(row["timestamp"])
         if not user:
@@ -153,7 +169,11 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
                        text)
         else:
             domain, local = where[item]
-            by_user.setdefault(user, []).append((local + n_x * domain, ts))
+            events.append((user, local + n_x * domain, ts, number, text))
+    events, unit = one_time_unit(source, events, bad)
+    by_user: dict[str, list[tuple[int, int]]] = {}
+    for user, item, ts, *_ in events:
+        by_user.setdefault(user, []).append((item, ts))
     sequences = SequenceRows()
     short: list[str] = []
     for user, events in by_user.items():
@@ -161,7 +181,7 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
             short.append(user)
             continue
         events.sort(key=lambda e: e[1])  # stable: equal timestamps keep file order
-        items, stamps = [e[0] for e in events], [e[1] for e in events]
+        items, stamps = [e[0] for e in events], to_seconds([e[1] for e in events], unit)
         sequences.add(user, "train", items[:-2], stamps[:-2])
         sequences.add(user, "valid", items[:-1], stamps[:-1])
         sequences.add(user, "test", items, stamps)
@@ -170,7 +190,7 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
                         f"none of {len(by_user)} users")
     meta = DatasetMeta(name=cfg.name or source.stem, domains=domain_names, n_items=(n_x, len(y_items)),
                        source=str(source), source_format="interactions",
-                       extra={"items_file": str(items_path), "missing_split_files": [],
+                       extra={"items_file": str(items_path), "missing_split_files": [], "time_unit": UNITS[unit],
                               "short_users": {"count": len(short), "min_interactions": cfg.min_interactions,
                                               "first": short[:MAX_LISTED_USERS]}})
     return Dataset(items_table(x_items, y_items), sequences.table(), meta)

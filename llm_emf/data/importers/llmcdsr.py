@@ -45,10 +45,12 @@ def read_num(folder: Path) -> tuple[int, int]:
 def read_item_table(path: Path, n: int, domain: int, seen_ids: set[str], bad: BadRows) -> tuple[ItemRows, int]:
     """Rows ``item_idx \\t asin \\t title`` -> ItemRows in local index order; returns (rows, n without a row)."""
     by_index: dict[int, tuple[str, str | None]] = {}
+    data_lines = 0
     for number, text in read_lines(path, bad):
         fields = text.split("\t", 2)
         if number == 1 and parse_int(fields[0]) is None:
             continue  # header
+        data_lines += 1
         if len(fields) != 3:
             bad.report(path, number, "3 tab-separated fields (item_idx, asin, title)", f"{len(fields)}", text)
             continue
@@ -64,6 +66,8 @@ def read_item_table(path: Path, n: int, domain: int, seen_ids: set[str], bad: Ba
         else:
             by_index[idx] = (asin, title or None)
             seen_ids.add(asin)
+    if n and not data_lines:
+        raise DataError(path, None, f"{n} item rows (item_idx, asin, title; num.txt)", "an empty file")
     missing = [i for i in range(n) if i not in by_index]
     if missing:
         bad.report(path, None, f"a row for every item_idx 0..{n - 1} (num.txt)",
@@ -80,8 +84,9 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
                        bad: BadRows, out: SequenceRows) -> dict:
     min_len = 2 if split in ("valid", "test") else 1  # valid/test need history + target
     users: set[str] = set()
-    interactions = 0
+    interactions = lines = 0
     for number, text in read_lines(path, bad):
+        lines += 1
         fields = text.split("\t")
         if len(fields) != 2:
             bad.report(path, number, "2 tab-separated fields (user, comma-separated items)", f"{len(fields)}", text)
@@ -113,6 +118,8 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
         users.add(user)
         interactions += len(items)
         out.add(f"{tag}:{user}", split, items, None)
+    if not lines:   # every sequence file is required: an empty one is a lost or truncated download
+        raise DataError(path, None, "user lines (user \\t comma-separated item ids)", "an empty file")
     return {"file": path.name, "users": len(users), "interactions": interactions}
 
 
