@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     from llm_emf.pipeline.workflow import run_pipeline
+    from llm_emf.config.redact import redact_uri
     from llm_emf.tracking.uri import resolve_tracking_uri
 
     if args.stages:
@@ -31,5 +32,5 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     print(f"\npipeline finished in {time.time() - start:.0f} s; stages skipped (already done): "
           f"{', '.join(skipped) or 'none'}; outputs under {cfg.pipeline.storage}")
     if cfg.tracking.enabled:
-        print(f"compare runs in MLflow: llm-emf ui   (tracking URI {resolve_tracking_uri(cfg)})")
+        print(f"compare runs in MLflow: llm-emf ui   (tracking URI {redact_uri(resolve_tracking_uri(cfg))})")
     return 0

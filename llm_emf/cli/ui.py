@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from llm_emf.config import ConfigError
+from llm_emf.config.redact import redact_uri
 from llm_emf.tracking.uri import artifact_root, is_http, resolve_tracking_uri, sqlite_path
 
 SECTIONS = ("tracking",)
@@ -36,7 +37,7 @@ def run(cfg, args) -> int:
         raise ConfigError(f"--port: expected 1..65535, found {args.port}")
     uri = resolve_tracking_uri(cfg)
     if is_http(uri):
-        print(f"tracking URI {uri} is already a server: open it in a browser")
+        print(f"tracking URI {redact_uri(uri)} is already a server: open it in a browser")
         return 0
     db = sqlite_path(uri)
     if db is not None and not db.exists():

@@ -18,7 +18,7 @@ from llm_emf.config import Config
 from llm_emf.data.schema import DataError
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.features.encoders import MINILM_NAME, FeatureEncoder, clip_image_size, clip_label
-from llm_emf.features.images import ImageLoader
+from llm_emf.features.images import FetchPolicy, ImageLoader
 from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash, table_blocks,
                                    write_durably, write_stream)
 from llm_emf.features.schema import ENRICHED_SCHEMA, FEATURE_SCHEMA
@@ -97,7 +97,8 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
         size = clip_image_size(ec.clip_model) if ec.use_images else 1
         # CPU stage: its own resource request keeps Ray from fusing it into the encoder actor, so images are
         # fetched and decoded by parallel tasks while the actor encodes
-        ds = ds.map_batches(ImageLoader(size, ec.image_timeout_s), batch_size=ec.batch_size, batch_format="numpy",
+        policy = FetchPolicy.from_config(ec, Path(items_path).parent)   # local images: dataset folder + roots
+        ds = ds.map_batches(ImageLoader(size, policy=policy), batch_size=ec.batch_size, batch_format="numpy",
                             num_cpus=0.5)
         ds = map_batches_on_actors(ds, EncoderActor, fn_constructor_kwargs=dict(
             text_backend=ec.text_backend, clip_model=ec.clip_model, clip_pretrained=ec.clip_pretrained,

@@ -38,5 +38,5 @@ def train_tracked(cfg: Config, callbacks: Sequence = ()) -> TrainResult:
         tracker.log_metric_bars({cfg.model.name: result.test}, "MRR", run_dir / "test_mrr.png")
         tracker.log_checkpoint(result.checkpoint)
         result.extra["mlflow_run_id"] = tracker.run_id if tracker.active else None
-        result.extra["tracking_uri"] = tracker.uri
+        result.extra["tracking_uri"] = tracker.display_uri
     return result

@@ -213,7 +213,7 @@ def _start_parent(cfg: Config, storage: Storage, restoring: bool):
     if saved and not parent.active:   # the recorded run is gone (another store, deleted): start afresh
         parent = Tracker.start_parent(cfg, cfg.tune.name)
     if parent.active and (saved or {}).get("run_id") != parent.run_id:
-        storage.write_json(record, {"run_id": parent.run_id, "tracking_uri": parent.uri})
+        storage.write_json(record, {"run_id": parent.run_id, "tracking_uri": parent.display_uri})
     return parent
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,11 +47,23 @@ def test_embed_end_to_end_counts_bad_images_then_rerun_does_nothing(local_ray, c
     # fixing the corrupt image re-embeds that item only; the other two problems stay listed
     from features_fixtures import synthetic_image
     corrupt = next(i for i in items if i["image_uri"] and i["image_uri"].endswith("corrupt.jpg"))
-    synthetic_image(tmp_path / "fixed.png", 99)
+    outside, fixed_png = tmp_path / "outside.png", Path(catalog).parent / "fixed.png"
+    synthetic_image(outside, 99)
+    synthetic_image(fixed_png, 99)
     table = pq.read_table(catalog)
-    uris = [str(tmp_path / "fixed.png") if u == corrupt["image_uri"] else u for u in table.column("image_uri").to_pylist()]
-    pq.write_table(table.set_column(table.schema.get_field_index("image_uri"), table.schema.field("image_uri"),
-                                    pa.array(uris, pa.string())), catalog)
+
+    def point_corrupt_item_at(path):
+        uris = [str(path) if u == corrupt["image_uri"] else u for u in table.column("image_uri").to_pylist()]
+        pq.write_table(table.set_column(table.schema.get_field_index("image_uri"), table.schema.field("image_uri"),
+                                        pa.array(uris, pa.string())), catalog)
+    # A local image outside the dataset folder (and features.embed.image_roots) is refused, and listed why.
+    point_corrupt_item_at(outside)
+    refused = run_embed(cfg, catalog)
+    assert (refused.done, refused.counters.get("image_unreadable", 0)) == (1, 1)
+    why = [p["error"] for p in pq.read_table(tmp_path / "out" / "features.image_problems.parquet").to_pylist()
+           if p["status"] == "unreadable"]
+    assert len(why) == 1 and "ImageRefused" in why[0] and "outside.png" in why[0]
+    point_corrupt_item_at(fixed_png)
     fixed = run_embed(cfg, catalog)
     assert (fixed.done, fixed.skipped_cached, fixed.counters.get("image_unreadable", 0)) == (1, 7, 0)
     problems = pq.read_table(tmp_path / "out" / "features.image_problems.parquet").to_pylist()
