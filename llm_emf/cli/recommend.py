@@ -1,4 +1,5 @@
-"""``llm-emf recommend``: top-k next items of one domain for a user, from a trained run or checkpoint."""
+"""``llm-emf recommend``: top-k next items of one domain for a user, from a trained run or checkpoint;
+with ``--all``, the top-k of both domains for every user of a split, written to Parquet by a Ray Data job."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ SECTIONS = ("data.output",)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (train.storage/run_name) or checkpoint folder")
-    p.add_argument("--user", required=True, help="user_id as in the dataset")
-    p.add_argument("--domain", required=True, help="X, Y, 0, 1 or a domain name (e.g. Food)")
+    p.add_argument("--user", help="user_id as in the dataset")
+    p.add_argument("--domain", help="X, Y, 0, 1 or a domain name (e.g. Food)")
+    p.add_argument("--all", action="store_true", help="every user of --split, both domains, to --output (Parquet; "
+                   "a Ray Data job, resumable: a rerun computes only the users it had not finished)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="with --all: whose users (default test)")
+    p.add_argument("--output", help="with --all: Parquet file (default <run>/recommendations_<split>.parquet)")
+    p.add_argument("--batch-size", type=int, default=256, help="with --all: users per model call (default 256)")
+    p.add_argument("--concurrency", type=int, default=1, help="with --all: model actors (default 1)")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="allow items already in the user's history")
     p.add_argument("--dataset", help="prepared dataset folder (default: the one the run was trained on); a grown "
@@ -44,6 +51,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ConfigError(f"-k: expected a positive integer, found {args.k}")
+    if args.all:
+        return _run_all(args)
+    if not args.user or not args.domain:
+        raise ConfigError("recommend: expected --user and --domain (one user), or --all (every user of a split)")
     dataset = Dataset.read(args.dataset) if args.dataset else None
     _, dataset, models = load_models(args.run, dataset, args.features)
     domain = parse_domain(args.domain, dataset.meta.domains)
@@ -56,4 +67,20 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     for rank, (item, score) in enumerate(top, 1):
         title = f"  {titles[item]}" if titles[item] else ""
         print(f"{rank:>3}. {ids[item]:<12} {score:>9.4f}{title}")
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from llm_emf.serving.batch import recommend_all
+
+    if args.batch_size < 1 or args.concurrency < 1:
+        raise ConfigError(f"--batch-size and --concurrency: expected positive integers, found {args.batch_size} "
+                          f"and {args.concurrency}")
+    output = args.output or str(Path(args.run) / f"recommendations_{args.split}.parquet")
+    summary = recommend_all(args.run, output, args.split, args.k, args.dataset, args.features,
+                            exclude_seen=not args.include_seen, batch_size=args.batch_size,
+                            concurrency=args.concurrency)
+    print(summary.report())
     return 0

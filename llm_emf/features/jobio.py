@@ -138,6 +138,7 @@ class JobSummary:
     counters: dict[str, int] = field(default_factory=dict)
     output: str = ""
     failed_output: str = ""
+    unit: str = "items"            # what total/done count, for the report
 
     @property
     def items_per_s(self) -> float:
@@ -153,8 +154,8 @@ class JobSummary:
 
     def report(self) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items()))
-        lines = [f"{self.job}: {self.total} items: {self.done} done, {self.skipped_cached} skipped (cached), "
-                 f"{self.failed} failed; {self.items_per_s:.1f} items/s over {self.seconds:.1f} s",
+        lines = [f"{self.job}: {self.total} {self.unit}: {self.done} done, {self.skipped_cached} skipped (cached), "
+                 f"{self.failed} failed; {self.items_per_s:.1f} {self.unit}/s over {self.seconds:.1f} s",
                  f"  output: {self.output}"]
         if extra:
             lines.append(f"  {extra}")
