@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from buckets import bucket_markdown
+from by_target import target_kind_markdown
 from paired import paired_markdown
 from table import markdown_table
 
@@ -106,5 +107,7 @@ def markdown_report(doc: Mapping, pngs: Sequence[str] = ()) -> str:
         md += [paired_markdown(doc["paired"]), ""]
     if doc.get("by_popularity"):
         md += [bucket_markdown(doc["by_popularity"]), ""]
+    if doc.get("by_target"):
+        md += [target_kind_markdown(doc["by_target"]), ""]
     md += [convergence_section(doc["runs"]), "", *[f"![{p}]({p})" for p in pngs], ""]
     return "\n".join(md)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from buckets import bucket_table  # noqa: E402
+from by_target import target_kind_table  # noqa: E402
 from cases import check_case_order, ranks_of, targets_by_domain  # noqa: E402
 from paired import paired_differences  # noqa: E402
 from report import dumps, markdown_report, unconverged  # noqa: E402
@@ -214,6 +215,7 @@ def analyse(doc: dict, reference: str, n_boot: int, boot_seed: int) -> None:
     doc["paired"] = paired_differences(runs, reference, n_boot=n_boot, seed=boot_seed)
     counts = doc.get("target_train_counts")
     doc["by_popularity"] = bucket_table(runs, counts) if counts else {}
+    doc["by_target"] = target_kind_table(runs)
 
 
 def write_outputs(out: Path, doc: dict, final: bool, analysis: dict) -> None:
