@@ -1,4 +1,5 @@
-"""The model-side pipeline stages: train (tracked in MLflow), evaluate, and an optional sweep."""
+"""The model-side pipeline stages: train (tracked in MLflow), evaluate, batch recommendations, and an optional
+sweep."""
 
 from __future__ import annotations
 
@@ -42,6 +43,25 @@ def _evaluate(stage_cfg):
     return run
 
 
+def _recommend(stage_cfg):
+    def run(cfg: Config, ctx: StageContext) -> dict:
+        from llm_emf.config import ConfigError
+        from llm_emf.serving.batch import recommend_all
+
+        c = stage_cfg(cfg, ctx)
+        if ctx.storage.remote:
+            raise ConfigError("pipeline.storage: the recommend stage writes its part files to a local or shared "
+                              f"filesystem, found the object store '{ctx.storage.root}'")
+        train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
+        output = ctx.storage.path("recommend", ctx.keys["recommend"], "recommendations.parquet")
+        summary = recommend_all(train_done["summary"]["run_dir"], output, c.pipeline.recommend_split,
+                                c.pipeline.recommend_k, c.data.output, c.model.features or None,
+                                exclude_seen=c.eval.exclude_seen)
+        print(summary.report())
+        return {"output": output, "users": summary.total, "users_per_s": round(summary.items_per_s, 1)}
+    return run
+
+
 def _tune(stage_cfg):
     def run(cfg: Config, ctx: StageContext) -> dict:
         from llm_emf.tuning.sweep import run_sweep
@@ -60,5 +80,7 @@ def stages(uses_features: bool, paths: tuple[str, ...], stage_cfg) -> list[Stage
         Stage("train", reads=model_keys, upstream=feature_upstream, ignores=paths + ("tracking",),
               run=_train(stage_cfg)),
         Stage("evaluate", reads=("eval", "seed"), upstream=("prepare", "train"), ignores=paths, run=_evaluate(stage_cfg)),
+        Stage("recommend", reads=("pipeline.recommend_split", "pipeline.recommend_k", "eval.exclude_seen"),
+              upstream=("prepare", "train"), ignores=paths, run=_recommend(stage_cfg)),
         Stage("tune", reads=model_keys + ("tune",), upstream=feature_upstream, ignores=paths, run=_tune(stage_cfg)),
     ]

@@ -83,7 +83,7 @@ def test_pipeline_job_succeeds_then_resubmission_skips_every_stage(ray_head, tmp
     assert "succeeded" in first.stdout + first.stderr
 
     # Outputs of every stage, each with its success marker.
-    for stage in ("prepare", "enrich", "embed", "train", "evaluate"):
+    for stage in ("prepare", "enrich", "embed", "train", "evaluate", "recommend"):
         markers = list((storage / stage).glob("*/_SUCCESS.json"))
         assert len(markers) == 1, stage
     test_json = next((storage / "evaluate").glob("*/test.json"))
@@ -94,6 +94,10 @@ def test_pipeline_job_succeeds_then_resubmission_skips_every_stage(ray_head, tmp
     enriched = next((storage / "enrich").glob("*/enriched.parquet"))
     import pyarrow.parquet as pq
     assert pq.read_table(enriched).num_rows == 500          # the whole sample catalog, one row per item
+    recs = pq.read_table(next((storage / "recommend").glob("*/recommendations.parquet")))
+    test_users = json.loads(next((storage / "recommend").glob("*/_SUCCESS.json")).read_text())["summary"]["users"]
+    assert recs.num_rows == 2 * test_users > 0 and set(recs.column("domain").to_pylist()) == {"Food", "Kitchen"}
+    assert all(len(ids) == 10 for ids in recs.column("item_ids").to_pylist())
 
     # MLflow holds the training run with params, per-epoch metrics and artifacts.
     client = MlflowClient(mlflow_uri)
@@ -110,6 +114,6 @@ def test_pipeline_job_succeeds_then_resubmission_skips_every_stage(ray_head, tmp
     second = _submit(ray_head, storage, mlflow_uri)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = second.stdout + second.stderr
-    for stage in ("prepare", "enrich", "embed", "train", "evaluate"):
+    for stage in ("prepare", "enrich", "embed", "train", "evaluate", "recommend"):
         assert f"[{stage}] skipped" in log, stage
     assert len(client.search_runs([exp.experiment_id])) == 1
