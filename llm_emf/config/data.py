@@ -13,11 +13,15 @@ class DataConfig:
                              "(an already prepared dataset folder)",
                              choices=("llmcdsr", "c2dsr", "interactions", "canonical"))
     source: str = help_field("sample", "(str) input folder or file; 'sample' means the bundled Food-Kitchen sample")
-    items: str = help_field("", "(str) item table for the interactions format (CSV or Parquet: item,domain,title[,image_uri])")
+    items: str = help_field("", "(str) interactions format: the item table (CSV or Parquet: item,domain,title"
+                            "[,image_uri]; its two domain values name the domains unless data.domain_x/_y are set); "
+                            "c2dsr: an item-metadata CSV (id,title[,attributes,...]) instead of the folder's items.csv")
     output: str = help_field("runs/dataset", "(str) folder the canonical dataset is written to")
     name: str = help_field("", "(str) dataset name recorded in dataset.json; defaults to the source folder name")
-    domain_x: str = help_field("Food", "(str) name of domain X (the LLMCDSR 'A' / C2DSR 'A' domain)")
-    domain_y: str = help_field("Kitchen", "(str) name of domain Y (the LLMCDSR 'B' / C2DSR 'B' domain)")
+    domain_x: str = help_field("", "(str) name of domain X (the LLMCDSR / C2DSR 'A' domain); empty: from the data "
+                               "(folder name such as Movie-Book, or the interactions domain column), else 'X'")
+    domain_y: str = help_field("", "(str) name of domain Y (the LLMCDSR / C2DSR 'B' domain); set both or neither; "
+                               "empty: from the data like domain_x, else 'Y'")
     skip_bad_rows: bool = help_field(False, "(bool) quarantine malformed rows to quarantine.parquet instead of "
                                      "stopping at the first one")
     synthetic_images: bool = help_field(False, "(bool) draw a deterministic synthetic product image per item and set "

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import os
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
-from conftest import SHARED_DATA
 from llm_emf.config import load_config
 from llm_emf.data.importers import import_dataset
 from llm_emf.data.schema import Dataset
 
 pytestmark = pytest.mark.unit
+# As tests/conftest.py has it; not imported from there, since `conftest` names tests/training's when a run lists
+# that folder (pytest tests/data tests/training/...).
+SHARED_DATA = Path(os.environ.get("LLM_EMF_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def data_cfg(*overrides: str):
@@ -76,6 +80,7 @@ def test_interactions_leave_one_out_by_time(fixtures_dir):
     assert by_split["valid"]["items"] == expected[:-1] and by_split["train"]["items"] == expected[:-2]
     assert by_split["test"]["timestamps"] == sorted(int(r[3]) for r in u0)
     assert ds.split("test").num_rows == 8 and ds.meta.extra["short_users"]["count"] == 0
+    assert ds.meta.domains == ("Food", "Kitchen")          # the item table's domain values, Food listed first
     foods = sum(1 for line in (folder / "items.csv").read_text().splitlines()[1:] if line.split(",")[1] == "Food")
     assert ds.n_x == foods and (ds.item_domains()[:foods] == 0).all()
 
@@ -108,6 +113,8 @@ full = pytest.mark.skipif(not (SHARED_DATA / "llmcdsr_food_kitchen").is_dir(), r
 def test_full_llmcdsr_counts_match_source_md():
     ds = import_dataset(data_cfg(f"data.source={SHARED_DATA / 'llmcdsr_food_kitchen'}"))
     assert ds.meta.n_items == (8661, 27637)
+    assert ds.meta.domains == ("Food", "Kitchen")          # named by the folder: the config sets no pair
+    assert ds.meta.extra["domain_names"] == "folder name 'llmcdsr_food_kitchen'"
     files = ds.meta.extra["source_files"]
     assert [files[s]["users"] for s in ("train_A", "train_B", "train_overlap", "valid", "test")] == \
         [5472, 38191, 7501, 960, 937]
@@ -119,6 +126,7 @@ def test_full_c2dsr_valid_test_counts_match_source_md():
     ds = import_dataset(data_cfg("data.format=c2dsr",
                                  f"data.source={SHARED_DATA / 'c2dsr_official_partial/Food-Kitchen'}"))
     assert ds.meta.n_items == (29207, 34886)
+    assert ds.meta.domains == ("Food", "Kitchen")
     for split, users, tokens, targets in (("valid", 8173, 80447, (2722, 5451)), ("test", 8406, 82787, (2747, 5659))):
         table = ds.split(split)
         assert table.num_rows == users

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_emf.config.data import DataConfig
-from llm_emf.data.importers.c2dsr import read_item_list, read_split_file
+from llm_emf.data.importers.c2dsr import import_c2dsr, read_split_file
 from llm_emf.data.importers.interactions import import_interactions, read_item_table
 from llm_emf.data.schema import DataError
 from llm_emf.data.tables import SequenceRows
-from llm_emf.data.textio import BadRows
+from llm_emf.data.textio import BadRows, parse_int
 
 pytestmark = pytest.mark.unit
-N_TOTAL = 8
 NO_NEWLINES = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n")  # \r, \x0b, NUL are fair game
 junk = st.text(alphabet=NO_NEWLINES, max_size=20)
 ints = st.one_of(st.integers(-2, 11).map(str), st.sampled_from(["", " ", "x", "1.5", "+3", "٣", "1e3", "-0"]))
@@ -41,13 +40,19 @@ def assert_names_file_and_line(e: DataError, path: Path, n_lines: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C2DSR
+# C2DSR: split files (a user on up to two lines, one per target domain) and item lists (all or nothing)
 
-tokens = st.one_of(
+N_ITEMS = (4, 4)                          # |A|, |B|: ids 8 and up are beyond the lists
+good_token = st.tuples(st.integers(0, sum(N_ITEMS) - 1), st.integers(0, 50)).map(
+    lambda t: f"{t[0]}|{t[1]}|2014-02-23 08:00:00|")
+fuzz_token = st.one_of(
     st.tuples(ints, ints, st.sampled_from(["2014-02-23 08:00:00", "", "x"])).map(lambda t: "|".join(t) + "|"),
     st.tuples(ints, ints).map("|".join), junk)
+tokens = st.one_of(good_token, good_token, good_token, good_token, fuzz_token)    # mostly valid: cases get made
 split_lines = st.one_of(
-    st.tuples(st.integers(0, 30).map(str), ints, st.lists(tokens, max_size=5)).map(
+    st.tuples(st.sampled_from(["1", "2", " 3 "]), st.lists(tokens, max_size=5)).map(
+        lambda t: "\t".join([t[0], str(len(t[1])), *t[1]])),
+    st.tuples(st.sampled_from(["1", "2", ""]), ints, st.lists(tokens, max_size=5)).map(
         lambda t: "\t".join([t[0], t[1], *t[2]])),
     junk)
 
@@ -59,43 +64,101 @@ def test_c2dsr_split_file_imports_quarantines_or_names_the_line(lines, split, sk
         path = write_lines(tmp, "testdata_new.txt", lines)
         out, bad = SequenceRows(), BadRows(skip)
         try:
-            summary = read_split_file(path, split, N_TOTAL, bad, out)
+            summary = read_split_file(path, split, N_ITEMS, bad, out)
         except DataError as e:
-            assert not skip
-            assert_names_file_and_line(e, path, len(lines))
+            if e.line is None:               # a split file that exists must have a line
+                assert e.file == str(path) and "an empty file" in str(e) and non_blank(lines) == 0
+            else:                            # skipping, only an id beyond the lists stops: it may shift every id
+                assert_names_file_and_line(e, path, len(lines))
+                assert not skip or f"in [0, {sum(N_ITEMS)})" in str(e), str(e)
             return
         assert len(out) + len(bad) == non_blank(lines)          # nothing silently dropped
-        assert summary["users"] == len(out)
+        assert summary["cases"] == len(out) == len(set(out.user_ids))
         assert summary["interactions"] == sum(len(i) for i in out.items)
-        for items, stamps in zip(out.items, out.timestamps):
-            assert all(0 <= i < N_TOTAL for i in items) and stamps == sorted(stamps)
+        cases: dict[str, list[str]] = {}
+        for user_id, items, stamps in zip(out.user_ids, out.items, out.timestamps):
+            assert all(0 <= i < sum(N_ITEMS) for i in items) and stamps == sorted(stamps)
+            _, user, *target = user_id.split(":")
+            if target:                       # <split>:<user>:A or :B names the domain of the target
+                assert target == ["AB"[items[-1] >= N_ITEMS[0]]]
+            cases.setdefault(user, []).append(user_id)
+        for user, ids in cases.items():      # two lines only in valid/test, each suffixed; one line unsuffixed
+            assert (ids == [f"{split}:{user}"]) or (split != "train" and sorted(ids) == [f"{split}:{user}:A",
+                                                                                        f"{split}:{user}:B"])
+        assert summary["users"] == len(cases)
         assert all(r["file"] == str(path) and 1 <= r["line"] <= len(lines) for r in bad.rows)
 
 
+def test_c2dsr_third_line_of_a_user_is_a_bad_row(tmp_path):
+    lines = ["7\t2\t0|100|x|\t1|200|x|",         # target in A
+             "7\t2\t0|100|x|\t5|200|x|",         # target in B: a second case
+             "7\t2\t1|100|x|\t6|200|x|"]         # target in B again: a third line
+    path = write_lines(str(tmp_path), "validdata_new.txt", lines)
+    with pytest.raises(DataError, match=r"validdata_new\.txt, line 3: .*found user 7 again \(first on line 1\)"):
+        read_split_file(path, "valid", N_ITEMS, BadRows(False), SequenceRows())
+    out, bad = SequenceRows(), BadRows(True)
+    summary = read_split_file(path, "valid", N_ITEMS, bad, out)
+    assert out.user_ids == ["valid:7:A", "valid:7:B"] and [r["line"] for r in bad.rows] == [3]
+    assert (summary["users"], summary["cases"]) == (1, 2)
+    out, bad = SequenceRows(), BadRows(True)          # in train a user has one line
+    read_split_file(path, "train", N_ITEMS, bad, out)
+    assert out.user_ids == ["train:7"] and [r["line"] for r in bad.rows] == [2, 3]
+
+
 list_lines = st.one_of(
-    st.tuples(ints, st.sampled_from(["B01", "B02", "B03", "", " "]), ints).map("\t".join), junk)
+    st.tuples(ints, st.sampled_from(["L01", "L02", "L03", "", " "]), ints).map("\t".join), junk)
+FIXED_LISTS = {"Alist.txt": [f"9\tA{i}\t{i}" for i in range(3)], "Blist.txt": [f"{i}\tB{i}\t{i}" for i in range(2)]}
+
+
+@st.composite
+def item_lists(draw):
+    """(file name, lines): a well-formed list (Blist numbered from 0 or from |A| = 3), shuffled, maybe a row
+    dropped, with up to two fuzzed lines inserted."""
+    name = draw(st.sampled_from(["Alist.txt", "Blist.txt"]))
+    start = draw(st.sampled_from([0, 3])) if name == "Blist.txt" else 0
+    n = draw(st.integers(1, 5))
+    lines = draw(st.permutations([f"{draw(ints)}\tL{k}\t{start + k}" for k in range(n)]))  # orig_idx is not read
+    if draw(st.booleans()):
+        del lines[draw(st.integers(0, n - 1))]
+    for line in draw(st.lists(list_lines, max_size=2)):
+        lines.insert(draw(st.integers(0, len(lines))), line)
+    return name, lines or [""]
+
+
+def expected_ids(lines: list[str]) -> list[str]:
+    """The item ids of well-formed list lines, in new_idx order."""
+    rows = [line.rstrip("\r").split("\t") for line in "\n".join(lines).split("\n") if line.rstrip("\r").strip()]
+    return [f[1].strip() for f in sorted(rows, key=lambda f: parse_int(f[2]))]
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(list_lines, min_size=1, max_size=8), st.booleans())
-def test_c2dsr_item_list_imports_quarantines_or_names_the_line(lines, skip):
+@given(item_lists(), st.booleans())
+def test_c2dsr_item_list_imports_whole_or_names_the_line_even_when_skipping(named_lines, skip):
+    # Every list row fixes what an id means: a bad, repeated or missing row (a gap in new_idx) is a DataError
+    # even with skip_bad_rows, never a quarantined row that would move later items onto other ids.
+    name, lines = named_lines
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_lines(tmp, "Alist.txt", lines)
+        folder = Path(tmp) / "pair"
+        folder.mkdir()
+        for list_name, rows in FIXED_LISTS.items():
+            write_lines(str(folder), list_name, rows)
+        path = write_lines(str(folder), name, lines)
+        write_lines(str(folder), "testdata_new.txt", ["1\t2\t0|100|x|\t0|200|x|"])
         bad = BadRows(skip)
         try:
-            rows, n_missing = read_item_list(path, set(), bad)
+            ds = import_c2dsr(folder, DataConfig(format="c2dsr", skip_bad_rows=skip), bad)
         except DataError as e:
-            if e.line is None:               # whole-file conditions: no item at all, or gaps in new_idx
-                assert e.file == str(path) and ("at least one item" in str(e) or "dense new_idx" in str(e))
-                assert "at least one item" in str(e) or not skip
+            if e.line is None:
+                assert e.file == str(path) and "an empty file" in str(e) and non_blank(lines) == 0
             else:
-                assert not skip
                 assert_names_file_and_line(e, path, len(lines))
             return
-        line_rows = [r for r in bad.rows if r["line"]]
-        gap_rows = [r for r in bad.rows if not r["line"]]    # one file-level row for index gaps
-        assert len(rows) - n_missing + len(line_rows) == non_blank(lines)
-        assert len(gap_rows) == (1 if n_missing else 0)
+        assert not bad.rows                                      # nothing quarantined, from any file
+        n_x = ds.meta.n_items[0]
+        ids = ds.items.column("item_id").to_pylist()
+        got = ids[:n_x] if name == "Alist.txt" else ids[n_x:]
+        assert got == expected_ids(lines) and len(got) == non_blank(lines)   # every row, in new_idx order
+        assert ds.meta.extra["blist_new_idx_offset"] in ((0, 3) if name == "Blist.txt" else (0,))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ target domain: those are two evaluation cases, ``<split>:<user>:A`` and ``<split
 copies lack ``traindata_new.txt``: the item lists and at least one split file are required, a missing split
 file is recorded in ``dataset.json`` (``extra.missing_split_files``); an empty one is an error.
 
-Domain names come from data.domain_x / data.domain_y when set, else from a ``<X>-<Y>`` folder name (C2DSR's
-own naming, e.g. ``Movie-Book``), else they are "X" and "Y"; dataset.json says which (``extra.domain_names``).
+Domain names (domains.py): data.domain_x / data.domain_y when set, else the folder name (C2DSR's own naming,
+e.g. ``Movie-Book``), else "X" and "Y"; dataset.json says which (``extra.domain_names``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..schema import ITEM_SCHEMA, DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
 from ..textio import BadRows, find_file, parse_int, read_lines
 from .c2dsr_items import read_item_list
+from .domains import folder_names
 from .item_metadata import read_item_metadata
 from .timestamps import UNITS, file_unit, odd_unit, to_seconds
 
@@ -116,20 +117,6 @@ def read_split_file(path: Path, split: str, n_items: tuple[int, int], bad: BadRo
             "interactions": sum(len(line.events) for *_, line in kept), "time_unit": UNITS[unit]}
 
 
-def domain_names(folder: Path, cfg: DataConfig) -> tuple[tuple[str, str], str]:
-    """-> (names, where they came from). The config's Food/Kitchen defaults count as unset: they would
-    silently mislabel any other pair."""
-    configured = (cfg.domain_x, cfg.domain_y)
-    defaults = (DataConfig().domain_x, DataConfig().domain_y)
-    if all(configured) and configured != defaults:
-        return configured, "config (data.domain_x, data.domain_y)"
-    parts = folder.name.split("-")
-    if len(parts) == 2 and all(p.strip() for p in parts):
-        return (parts[0].strip(), parts[1].strip()), f"folder name {folder.name!r}"
-    return ("X", "Y"), ("unknown: not set in data.domain_x / data.domain_y and the folder is not named "
-                        "<X>-<Y>, so named X and Y")
-
-
 def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     seen: set[str] = set()
     x_items, _ = read_item_list(find_file(folder, "Alist.txt"), seen)
@@ -146,11 +133,11 @@ def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
             source_files[split] = read_split_file(paths[name], split, n_items, bad, sequences)
         else:
             source_files[split] = {"file": None, "users": 0, "cases": 0, "interactions": 0}
-    names, names_from = domain_names(folder, cfg)
-    extra = {"source_files": source_files, "missing_split_files": missing_files, "domain_names": names_from,
+    names = folder_names(cfg, folder)
+    extra = {"source_files": source_files, "missing_split_files": missing_files, "domain_names": names.origin,
              "blist_new_idx_offset": y_offset}
     items = with_metadata(folder, cfg, x_items, y_items, bad, extra)
-    meta = DatasetMeta(name=cfg.name or folder.name, domains=names, n_items=n_items, source=str(folder),
+    meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),
                        source_format="c2dsr", extra=extra)
     return Dataset(items, sequences.table(), meta)
 

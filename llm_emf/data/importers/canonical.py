@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ...config.data import DataConfig
 from ..schema import ITEM_SCHEMA, QUARANTINE_SCHEMA, SEQUENCE_SCHEMA, DataError, Dataset, DatasetMeta
 from ..textio import BadRows
+from .domains import DomainNames, resolve_names
 
 REQUIRED_FILES = ("items.parquet", "sequences.parquet", "dataset.json")
 
@@ -112,6 +113,12 @@ def import_canonical(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     items = without_nulls(folder / "items.parquet", read_table(folder / "items.parquet", ITEM_SCHEMA), ITEM_SCHEMA)
     sequences = read_table(folder / "sequences.parquet", SEQUENCE_SCHEMA)
     meta = read_meta(folder / "dataset.json")
+    # domain names: the config's when set (domains.py), else dataset.json's, with the origin it recorded
+    said = meta.extra.get("domain_names") if isinstance(meta.extra, dict) else None
+    names = resolve_names(cfg, DomainNames(meta.domains, said if isinstance(said, str) else "dataset.json"))
+    meta.domains = names.names
+    if isinstance(meta.extra, dict):
+        meta.extra["domain_names"] = names.origin
     qpath = folder / "quarantine.parquet"
     if qpath.is_file():       # keep what the first import quarantined
         bad.rows.extend(without_nulls(qpath, read_table(qpath, QUARANTINE_SCHEMA), QUARANTINE_SCHEMA).to_pylist())

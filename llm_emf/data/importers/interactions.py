@@ -7,10 +7,14 @@ CSV goes through the csv module (textio.read_csv_records): quoted fields may hol
 byte-order mark is dropped, old-Mac ``\r`` line endings work, a NUL byte is a bad row. In a CSV log all
 timestamps must be in one unit (timestamps.py): a millisecond value among seconds is a bad row.
 
-Domains are given by name (data.domain_x / data.domain_y). Each user's interactions are sorted by time
-(stable: ties keep file order) and split leave-one-out: test = the whole sequence (target last), valid =
-all but the last (target second to last), train = all but the last two. Users with fewer than
-data.min_interactions interactions are left out and counted in dataset.json (extra.short_users).
+Domains are named by data.domain_x / data.domain_y (then the ``domain`` values must be those names); when
+those are not set, the item table's two ``domain`` values are the names, X the first listed, and codes
+(0/1, A/B, X/Y) give X and Y (domains.py; dataset.json extra.domain_names says which).
+
+Each user's interactions are sorted by time (stable: ties keep file order) and split leave-one-out: test =
+the whole sequence (target last), valid = all but the last (target second to last), train = all but the
+last two. Users with fewer than data.min_interactions interactions are left out and counted in dataset.json
+(extra.short_users).
 Line numbers are 1-based file lines for CSV (the header is line 1) and 1-based rows for Parquet.
 """
 
@@ -28,6 +32,7 @@ from ..schema import DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
 from ..textio import BadRows, parse_int, read_csv_records, wrong_width
 from .canonical import read_parquet
+from .domains import UNNAMED, DomainNames, configured_names, resolve_names
 from .timestamps import UNITS, file_unit, to_seconds, unit_problem
 
 LOG_COLUMNS = ("user", "item", "domain", "timestamp")
@@ -35,6 +40,7 @@ ITEM_COLUMNS = ("item", "domain", "title")
 OPTIONAL_ITEM_COLUMNS = ("image_uri",)
 MAX_TIMESTAMP = 2 ** 63 - 1     # timestamps are stored as int64
 MAX_LISTED_USERS = 20
+CODE_PAIRS = ({"0", "1"}, {"a", "b"}, {"x", "y"})   # domain values that are codes, not names
 
 
 def read_rows(path: Path, required: tuple[str, ...], bad: BadRows,
@@ -111,24 +117,47 @@ def parse_timestamp(text: str | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_TIMESTAMP else None
 
 
-def read_item_table(path: Path, domain_names: tuple[str, str], bad: BadRows) -> tuple[ItemRows, ItemRows, dict]:
-    """-> (X items, Y items, item -> (domain, local index)) keeping the table's order within a domain."""
+def read_item_table(path: Path, labels: tuple[str, str], bad: BadRows) -> tuple[ItemRows, ItemRows, dict]:
+    """-> (X items, Y items, item -> (domain, local index)) keeping the table's order within a domain;
+    ``labels`` are the ``domain`` values of X and Y."""
+    return index_items(path, list(read_rows(path, ITEM_COLUMNS, bad, OPTIONAL_ITEM_COLUMNS)), labels, bad)
+
+
+def index_items(path: Path, records: list[tuple[int, dict, str]], labels: tuple[str, str],
+                bad: BadRows) -> tuple[ItemRows, ItemRows, dict]:
     rows = (ItemRows(), ItemRows())
     where: dict[str, tuple[int, int]] = {}
-    for number, row, text in read_rows(path, ITEM_COLUMNS, bad, OPTIONAL_ITEM_COLUMNS):
-        item, domain_name = row["item"], row["domain"]
+    for number, row, text in records:
+        item, label = row["item"], row["domain"]
         if not item:
             bad.report(path, number, "a non-empty item", "an empty field", text)
-        elif domain_name not in domain_names:
-            bad.report(path, number, f"domain {domain_names[0]!r} or {domain_names[1]!r}", repr(domain_name), text)
+        elif label not in labels:
+            bad.report(path, number, f"domain {labels[0]!r} or {labels[1]!r}", repr(label), text)
         elif item in where:
             bad.report(path, number, "each item once", f"item {item} again", text)
         else:
-            domain = domain_names.index(domain_name)
+            domain = labels.index(label)
             where[item] = (domain, rows[domain].add(item, row.get("title"), row.get("image_uri")))
     if not where:
         raise DataError(path, None, "at least one item", "none")
     return rows[0], rows[1], where
+
+
+def domain_column(path: Path, records: list[tuple[int, dict, str]]) -> tuple[tuple[str, str], DomainNames]:
+    """-> (the two ``domain`` values of the item table, X first, and the names they give). The values are the
+    names, X the first one listed; codes (0/1, A/B, X/Y) are not names: 0/A/X is X, and they are named X, Y."""
+    values = list(dict.fromkeys(row["domain"] for _, row, _ in records if row["item"] and row["domain"]))
+    if not values:
+        raise DataError(path, None, "at least one item", "none")
+    if len(values) != 2:
+        raise DataError(path, None, "items of two domains in column 'domain' (or data.domain_x / data.domain_y "
+                        "set to say which two)", f"{len(values)}: {', '.join(repr(v) for v in values[:5])}")
+    if {v.lower() for v in values} in CODE_PAIRS:
+        labels = tuple(sorted(values, key=str.lower))
+        return labels, DomainNames(UNNAMED, f"domain codes {labels[0]!r}, {labels[1]!r} in {path.name} (not names), "
+                                            "so named X and Y")
+    return (values[0], values[1]), DomainNames((values[0], values[1]),
+                                               f"domain column of {path.name} (X: the first listed)")
 
 
 def one_time_unit(source: Path, events: list[tuple], bad: BadRows) -> tuple[list[tuple], int]:
@@ -150,9 +179,11 @@ def one_time_unit(source: Path, events: list[tuple], bad: BadRows) -> tuple[list
 def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     if not cfg.items:
         raise ConfigError("data.items: the interactions format needs an item table (item,domain,title[,image_uri])")
-    domain_names = (cfg.domain_x, cfg.domain_y)
     items_path = Path(cfg.items)
-    x_items, y_items, where = read_item_table(items_path, domain_names, bad)
+    records = list(read_rows(items_path, ITEM_COLUMNS, bad, OPTIONAL_ITEM_COLUMNS))
+    configured = configured_names(cfg)     # the domain values must then be these names
+    labels, names = (configured, resolve_names(cfg, None)) if configured else domain_column(items_path, records)
+    x_items, y_items, where = index_items(items_path, records, labels, bad)
     n_x = len(x_items)
     events: list[tuple[str, int, int, int, str]] = []     # (user, item_index, timestamp, line, text)
     for number, row, text in read_rows(source, LOG_COLUMNS, bad):
@@ -161,8 +192,8 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
             bad.report(source, number, "a non-empty user", "an empty field", text)
         elif item not in where:
             bad.report(source, number, f"an item listed in {items_path.name}", f"unknown item {item!r}", text)
-        elif domain_name != domain_names[where[item][0]]:
-            bad.report(source, number, f"domain {domain_names[where[item][0]]!r} (item {item} in {items_path.name})",
+        elif domain_name != labels[where[item][0]]:
+            bad.report(source, number, f"domain {labels[where[item][0]]!r} (item {item} in {items_path.name})",
                        repr(domain_name), text)
         elif ts is None:
             bad.report(source, number, f"an integer unix timestamp in [0, {MAX_TIMESTAMP}]", repr(row["timestamp"]),
@@ -188,9 +219,10 @@ def import_interactions(source: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     if not len(sequences):
         raise DataError(source, None, f"at least one user with >= {cfg.min_interactions} interactions",
                         f"none of {len(by_user)} users")
-    meta = DatasetMeta(name=cfg.name or source.stem, domains=domain_names, n_items=(n_x, len(y_items)),
+    meta = DatasetMeta(name=cfg.name or source.stem, domains=names.names, n_items=(n_x, len(y_items)),
                        source=str(source), source_format="interactions",
                        extra={"items_file": str(items_path), "missing_split_files": [], "time_unit": UNITS[unit],
+                              "domain_names": names.origin,
                               "short_users": {"count": len(short), "min_interactions": cfg.min_interactions,
                                               "first": short[:MAX_LISTED_USERS]}})
     return Dataset(items_table(x_items, y_items), sequences.table(), meta)

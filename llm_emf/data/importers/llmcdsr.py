@@ -6,7 +6,8 @@
     valid.txt / test.txt same, overlapping users; the last id is the target
 
 User numbers restart in every file (they are different people), so user_id is ``"<file tag>:<user>"``.
-No timestamps exist: ``timestamps`` is null.
+No timestamps exist: ``timestamps`` is null. Domain names (domains.py): data.domain_x / data.domain_y when set,
+else the folder name (``Food-Kitchen``, ``llmcdsr_food_kitchen``, the bundled ``food_kitchen``), else "X"/"Y".
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ...config.data import DataConfig
 from ..schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
 from ..textio import BadRows, find_file, parse_int, read_lines
+from .domains import folder_names
 
 # (file stem, split, user-id tag, domain every item must be in or None for mixed)
 SEQUENCE_FILES = (
@@ -133,8 +135,9 @@ def import_llmcdsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     source_files = {}
     for stem, split, tag, domain in SEQUENCE_FILES:
         source_files[stem] = read_sequence_file(paths[stem], split, tag, domain, n_x, n_x + n_y, bad, sequences)
-    meta = DatasetMeta(name=cfg.name or folder.name, domains=(cfg.domain_x, cfg.domain_y), n_items=(n_x, n_y),
+    names = folder_names(cfg, folder)
+    meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=(n_x, n_y),
                        source=str(folder), source_format="llmcdsr",
                        extra={"source_files": source_files, "missing_split_files": [],
-                              "items_without_metadata": x_missing + y_missing})
+                              "items_without_metadata": x_missing + y_missing, "domain_names": names.origin})
     return Dataset(items_table(x_items, y_items), sequences.table(), meta)
