@@ -33,7 +33,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     from llm_emf.features.jobio import domain_names
 
     items = catalog_path(cfg, args)
-    summary = run_enrich(cfg, items, domain_names(items, (cfg.data.domain_x, cfg.data.domain_y)))
+    summary = run_enrich(cfg, items, domain_names(items, (cfg.data.domain_x or "X", cfg.data.domain_y or "Y")))
     print(summary.report())
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")

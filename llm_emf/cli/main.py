@@ -73,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:   # Ctrl-C; a sweep says how to resume it
         print(f"llm-emf {name}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - one line for the user, the traceback in a file for a bug report
+        where = _save_traceback(name)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"llm-emf {name}: error: {type(e).__name__}: {first} (full traceback in {where})", file=sys.stderr)
+        return 1
+
+
+def _save_traceback(command: str) -> str:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"llm-emf-{command}-", suffix=".traceback.txt")
+    with open(fd, "w", encoding="utf-8") as f:
+        traceback.print_exc(file=f)
+    return path
 
 
 if __name__ == "__main__":

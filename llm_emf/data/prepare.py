@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_emf.config import Config, save_config
+from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.data.cold import withhold_items
 from llm_emf.data.importers import import_dataset
 from llm_emf.data.schema import Dataset
@@ -14,6 +14,9 @@ from llm_emf.data.synthetic_images import add_synthetic_images
 
 def prepare_dataset(cfg: Config) -> tuple[Dataset, dict]:
     """Import ``cfg.data.source`` into ``cfg.data.output``; returns the dataset and its statistics."""
+    if Path(cfg.data.output).exists() and not Path(cfg.data.output).is_dir():
+        raise ConfigError(f"data.output: expected a folder for the prepared dataset (created if missing), "
+                          f"found the file '{cfg.data.output}'")
     ds = import_dataset(cfg.data)
     if cfg.data.cold_items > 0:
         ds, report = withhold_items(ds, cfg.data.cold_items, cfg.seed)

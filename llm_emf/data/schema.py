@@ -141,18 +141,34 @@ class Dataset:
             if not (folder / name).is_file():
                 raise DataError(folder / name, None, "a prepared dataset file (run `llm-emf prepare` first)",
                                 "no such file")
-        items = pq.read_table(folder / "items.parquet")
-        sequences = pq.read_table(folder / "sequences.parquet")
+        items = _read_parquet(folder / "items.parquet")
+        sequences = _read_parquet(folder / "sequences.parquet")
         for path, table, schema in ((folder / "items.parquet", items, ITEM_SCHEMA),
                                     (folder / "sequences.parquet", sequences, SEQUENCE_SCHEMA)):
             missing = [f.name for f in schema if f.name not in table.column_names]
             if missing:
                 raise DataError(path, None, f"columns {schema.names}", f"missing {missing}")
-        meta = DatasetMeta.from_json((folder / "dataset.json").read_text(encoding="utf-8"))
+        try:
+            meta = DatasetMeta.from_json((folder / "dataset.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(folder / "dataset.json", e.lineno, "a JSON object (written by `llm-emf prepare`)",
+                            f"invalid JSON ({e.msg}); the file may be truncated: prepare again") from None
+        except (TypeError, KeyError) as e:
+            raise DataError(folder / "dataset.json", None, "the fields written by `llm-emf prepare`",
+                            f"{type(e).__name__}: {e}") from None
         qpath = folder / "quarantine.parquet"
-        quarantine = pq.read_table(qpath) if qpath.exists() else None
+        quarantine = _read_parquet(qpath) if qpath.exists() else None
         return cls(items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA),
                    sequences.select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA), meta, quarantine)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(path, None, "a readable Parquet file (written by `llm-emf prepare`)",
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file may be "
+                        "truncated: prepare again") from None
 
 
 def fingerprint(items: pa.Table, sequences: pa.Table) -> str:

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from llm_emf.config import Config, ConfigError, flatten_config
 from llm_emf.config.loader import to_dict
-from llm_emf.data.schema import Dataset
+from llm_emf.data.schema import DataError, Dataset
 from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
 from llm_emf.model import make_scorer
 from llm_emf.storage import Storage, is_remote
@@ -78,6 +78,21 @@ def _run_ray(cfg: Config, run_name: str, storage: str, callbacks: Sequence, loop
     return result.checkpoint.path
 
 
+def _check_trainable(folder: str) -> None:
+    """A dataset without a training sequence of two or more items would "train" to loss 0 and report an
+    untrained model's metrics (e.g. the public C2DSR files, which ship without their train file)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(folder, "sequences.parquet")
+    table = pq.read_table(path, columns=["split", "items"])
+    train = table.filter(pc.equal(table.column("split"), "train"))
+    usable = pc.sum(pc.greater_equal(pc.list_value_length(train.column("items")), 2)).as_py() or 0
+    if usable == 0:
+        raise DataError(path, None, "training sequences of at least two items (the train split)",
+                        f"none ({train.num_rows} train sequences); prepare a dataset that includes its train file")
+
+
 def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | None = None,
           session: LocalSession | None = None,
           kill_worker_once_at: tuple[int, int, int] | None = None) -> TrainResult:
@@ -95,6 +110,7 @@ def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | No
     if not Path(cfg.data.output, "dataset.json").is_file():
         raise ConfigError(f"data.output: expected a prepared dataset folder (run `llm-emf prepare`), "
                           f"found no dataset.json in '{cfg.data.output}'")
+    _check_trainable(cfg.data.output)
     cfg.data.output = str(Path(cfg.data.output).resolve())       # workers may run elsewhere
     if cfg.model.features:
         cfg.model.features = str(Path(cfg.model.features).resolve())
