@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,9 +144,11 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
         indices = shard_indices(len(train_seqs.starts), cfg.seed, epoch, rank, world)
+        started = time.perf_counter()
         loss = train_epoch(model, optimizer, scheduler, epoch_sequences(config, train_seqs, epoch, rank), indices,
                            cfg, device, desc=f"epoch {epoch + 1}")
         loss = _all_reduce_mean(loss, len(indices), world)
+        train_s = time.perf_counter() - started
         epoch += 1
         metrics = {"epoch": epoch, "train_loss": loss, "world_size": world}
         if rank == 0:
@@ -159,12 +162,22 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             metrics["best_valid_mrr"] = selection.mean_best_mrr()
             metrics["stale_epochs"] = selection.stale_epochs
             history.append(metrics)
+            print(epoch_line(metrics, valid.metrics[cfg.train.select_protocol], cfg, len(indices) * world,
+                             train_s, time.perf_counter() - started), flush=True)
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
                            best_states, epoch, cfg, fingerprint)
         if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
             Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
             raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
+
+
+def epoch_line(metrics: dict, valid: dict, cfg, n_sequences: int, train_s: float, total_s: float) -> str:
+    """One line per epoch, so a log without a terminal (ray job logs, CI) shows progress."""
+    mrr = ", ".join(f"{d} {m['MRR']:.4f}" for d, m in valid.items())
+    return (f"epoch {metrics['epoch']}/{cfg.train.epochs}: train loss {metrics['train_loss']:.4f}; valid MRR "
+            f"({cfg.train.select_protocol}) {mrr}; {total_s:.1f} s; {n_sequences / max(train_s, 1e-9):.0f} "
+            f"training sequences/s")
 
 
 def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,

@@ -21,6 +21,10 @@ def trained_run(tmp_path, dataset_dir, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "test split at each domain's best validation epoch" in out and "full" in out and "sampled" in out
+    # one progress line per epoch, also without a terminal (captured here)
+    import re
+    assert re.search(r"^epoch 1/1: train loss \d+\.\d{4}; valid MRR \(full\) Food 0\.\d{4}, Kitchen 0\.\d{4}; "
+                     r"[\d.]+ s; \d+ training sequences/s$", out, re.M), out
     return storage / "cli"
 
 
