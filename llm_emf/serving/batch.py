@@ -69,7 +69,14 @@ class Recommender:
     """Ray Data actor: loads the run once, then turns batches of ``user_id, items`` into recommendation rows."""
 
     def __init__(self, run: str, dataset_folder: str, features: str | None, k: int, exclude_seen: bool):
+        import ray
+        import torch
+
         from llm_emf.training.restore import load_models
+
+        # As many torch threads as CPUs Ray gave this actor: more would spin against the other actors.
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1) if ray.is_initialized() else 1
+        torch.set_num_threads(max(1, int(cpus)))
 
         _, self.dataset, self.models = load_models(run, Dataset.read(dataset_folder), features)
         self.k, self.exclude_seen = k, exclude_seen
