@@ -9,9 +9,10 @@ from .loader import help_field
 
 @dataclass
 class DataConfig:
-    format: str = help_field("llmcdsr", "(str) importer for data.source: llmcdsr, c2dsr, interactions, or canonical "
-                             "(an already prepared dataset folder)",
-                             choices=("llmcdsr", "c2dsr", "interactions", "canonical"))
+    format: str = help_field("llmcdsr", "(str) importer for data.source: llmcdsr, c2dsr, interactions, amazon (review "
+                             "and metadata JSON lines of two domains), or canonical (an already prepared dataset "
+                             "folder)",
+                             choices=("llmcdsr", "c2dsr", "interactions", "amazon", "canonical"))
     source: str = help_field("sample", "(str) input folder or file; 'sample' means the bundled Food-Kitchen sample")
     items: str = help_field("", "(str) interactions format: the item table (CSV or Parquet: item,domain,title"
                             "[,image_uri]; its two domain values name the domains unless data.domain_x/_y are set); "
@@ -32,3 +33,25 @@ class DataConfig:
                                    "with seed): removed from every training sequence, kept in valid/test, so "
                                    "recommending new items can be measured; 0 withholds none", min=0.0, max=0.9)
     image_size: int = help_field(64, "(int) side in pixels of the synthetic images", min=8, max=1024)
+    # amazon format (llm_emf/data/importers/amazon.py, amazon_recipe.py)
+    amazon_schema: int = help_field(0, "(int) amazon: release of the files, 2018 (reviewerID/asin/unixReviewTime) "
+                                    "or 2023 (user_id/parent_asin/timestamp); 0: told by each file's fields",
+                                    choices=(0, 2018, 2023))
+    amazon_domains: str = help_field("", "(str) amazon: the two domains as file stems 'X,Y' (<stem>.jsonl[.gz] and "
+                                     "meta_<stem>.jsonl[.gz] in data.source); empty: the folder's two meta_ files, "
+                                     "in alphabetical order")
+    amazon_k_core: int = help_field(5, "(int) amazon: k-core per domain, users and items with fewer than k "
+                                    "interactions dropped until none is left; 0 or 1: off", min=0)
+    amazon_min_per_domain: int = help_field(0, "(int) amazon: after the k-core, drop a user's interactions in a "
+                                            "domain where they have fewer than this; 0: off", min=0)
+    amazon_overlap_only: bool = help_field(True, "(bool) amazon: keep only users with interactions in both domains")
+    amazon_holdout: str = help_field("domain", "(str) amazon: 'domain': each domain's last interaction is a test "
+                                     "target, the one before a valid target; 'merged': leave-one-out on the merged "
+                                     "sequence", choices=("domain", "merged"))
+    amazon_text_fields: list[str] = help_field(None, "(list[str]) amazon: metadata added to the title as item text, "
+                                               "among brand (2023: store), categories, features, description",
+                                               default_factory=lambda: ["brand", "categories", "features",
+                                                                        "description"])
+    amazon_text_chars: int = help_field(1000, "(int) amazon: item text is cut at this many characters", min=16)
+    amazon_batch_rows: int = help_field(100_000, "(int) amazon: review lines parsed per batch (memory vs. speed)",
+                                        min=1)

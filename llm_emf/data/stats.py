@@ -67,7 +67,39 @@ def compute_stats(ds: Dataset) -> dict:
         "short_users": ds.meta.extra.get("short_users", {}).get("count"),
         "cold": cold_report(ds),
         "withheld": {k: v for k, v in ds.meta.extra.get("cold_items", {}).items() if k != "item_index"} or None,
+        "recipe": ds.meta.extra.get("recipe"),           # amazon format: counts of each step
+        "items_missing_metadata": ds.meta.extra.get("items_missing_metadata"),
     }
+
+
+def _recipe_lines(s: dict, x: str, y: str) -> list[str]:
+    """The amazon recipe's steps: what each left in X / Y (interactions, users, items)."""
+    r = s.get("recipe")
+    if not r:
+        return []
+    def left(v: list[dict]) -> str:
+        return " / ".join(f"{d} {c['interactions']:,} inter., {c['users']:,} users, {c['items']:,} items"
+                          for d, c in zip((x, y), v))
+
+    st = r["settings"]
+    lines = [f"recipe: read {left(r['read'])}",
+             f"  {st['k_core']}-core ({r['k_core'][0]['rounds']} / {r['k_core'][1]['rounds']} rounds): "
+             f"{left(r['k_core'])}"]
+    if "min_per_domain" in r:
+        lines.append(f"  >= {st['min_per_domain']} per domain: {left(r['min_per_domain'])}")
+    lines.append(f"  users in both domains: {r['users_in_both_domains']:,}")
+    if "overlap" in r:
+        lines.append(f"  only those: {left(r['overlap'])}")
+    sp = r["split"]
+    lines.append(f"  held out ({st['holdout']}): users {sp['users']:,}, train sequences {sp['train_sequences']:,}, "
+                 f"valid cases {x} {sp['valid_cases'][0]:,} / {y} {sp['valid_cases'][1]:,}, test cases "
+                 f"{x} {sp['test_cases'][0]:,} / {y} {sp['test_cases'][1]:,}; users without train "
+                 f"{sp['users_without_train']:,}, cases without history {sp['cases_without_history']:,}, "
+                 f"short users {sp['short_users']:,}")
+    if s.get("items_missing_metadata"):
+        m = s["items_missing_metadata"]
+        lines.append(f"  items without metadata (kept, no text): {x} {m[0]:,} / {y} {m[1]:,}")
+    return lines
 
 
 def _cold_lines(s: dict, x: str, y: str) -> list[str]:
@@ -94,6 +126,7 @@ def format_stats(s: dict) -> str:
         lines.append(f"missing split files (0 users): {', '.join(s['missing_split_files'])}")
     if s["short_users"]:
         lines.append(f"users left out for too few interactions: {s['short_users']:,}")
+    lines += _recipe_lines(s, x, y)
     lines += _cold_lines(s, x, y)
     lines.append(f"{'split':<6} {'users':>8} {'both dom.':>9} {x + ' inter.':>14} {y + ' inter.':>14}"
                  f" {'len min/med/p90/max':>22}")

@@ -15,6 +15,7 @@ from ...config.data import DataConfig
 from ..schema import SEQUENCE_SCHEMA, DataError, Dataset
 from ..textio import BadRows
 from ..validate import check_dataset
+from .amazon import import_amazon
 from .c2dsr import import_c2dsr
 from .canonical import import_canonical
 from .interactions import import_interactions
@@ -27,6 +28,7 @@ IMPORTERS: dict[str, Callable[[Path, DataConfig, BadRows], Dataset]] = {
     "llmcdsr": import_llmcdsr,
     "c2dsr": import_c2dsr,
     "interactions": import_interactions,
+    "amazon": import_amazon,
     "canonical": import_canonical,
 }
 

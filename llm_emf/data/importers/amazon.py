@@ -1,0 +1,290 @@
+"""Amazon review dumps (McAuley lab), 2018 and 2023 releases, plain or gzip'd JSON lines, read streaming.
+
+    data.source/<Domain>.jsonl[.gz]        reviews (also <Domain>.json[.gz], or 2018's <Domain>_5.json[.gz])
+    data.source/meta_<Domain>.jsonl[.gz]   item metadata
+
+    2018 reviews   reviewerID, asin, unixReviewTime (seconds)
+    2018 metadata  asin, title, brand, category, feature, description, imageURL, imageURLHighRes
+    2023 reviews   user_id, parent_asin, timestamp (milliseconds)
+    2023 metadata  parent_asin, title, store, categories, features, description, images [{thumb, large, hi_res}]
+
+The folder holds two domains (data.amazon_domains picks two when it holds more); X is the first named, else
+the first in alphabetical order. Domain names are the file stems unless data.domain_x / data.domain_y are set.
+Each file's schema is told by the fields of its first JSON object (data.amazon_schema forces one). Reviews
+are kept as Arrow string columns built in batches of data.amazon_batch_rows lines, so memory grows with the
+ids, not with Python objects per review; the recipe (amazon_recipe.py) then works on integer codes.
+
+Item text (``title``) is the title plus the metadata fields in data.amazon_text_fields, HTML entities
+unescaped and tags removed, cut at data.amazon_text_chars; ``attributes`` keeps those raw fields as JSON;
+``image_uri`` is the largest image (2018: imageURLHighRes, else imageURL; 2023: the MAIN image's hi_res,
+else large, else thumb). Items without a metadata row are kept with no text and counted.
+
+Bad rows (unparseable JSON, a missing id, a missing, non-integer or negative time, a time in the other unit)
+are reported to BadRows: a DataError naming file and line, or quarantined under data.skip_bad_rows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ...config import ConfigError
+from ...config.data import DataConfig
+from ..schema import ITEM_SCHEMA, DataError, Dataset, DatasetMeta
+from ..textio import BadRows, parse_int, read_lines
+from .amazon_recipe import run_recipe
+from .domains import DomainNames, resolve_names
+from .timestamps import PER_SECOND, UNITS, unit_problem
+
+SCHEMAS = ("2018", "2023")
+REVIEW_FIELDS = {"2018": ("reviewerID", "asin", "unixReviewTime"), "2023": ("user_id", "parent_asin", "timestamp")}
+META_ID = {"2018": "asin", "2023": "parent_asin"}
+TIME_UNIT = {"2018": 0, "2023": 1}          # index into timestamps.UNITS
+# config name -> field of each schema
+TEXT_FIELDS = {"brand": {"2018": "brand", "2023": "store"},
+               "categories": {"2018": "category", "2023": "categories"},
+               "features": {"2018": "feature", "2023": "features"},
+               "description": {"2018": "description", "2023": "description"}}
+LABELS = {"brand": "Brand", "categories": "Categories", "features": "Features", "description": "Description"}
+SEPARATORS = {"categories": " > ", "description": " "}     # lists: a category path, description paragraphs
+SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json")
+TAG = re.compile(r"<[^>]*>")
+BLANKS = re.compile(r"\s+")
+
+
+# --- files ------------------------------------------------------------------------------------------------
+
+def _stem(path: Path) -> str | None:
+    return next((path.name[:-len(s)] for s in SUFFIXES if path.name.endswith(s)), None)
+
+
+def domain_files(folder: Path, wanted: str) -> list[tuple[str, Path, Path]]:
+    """-> [(domain stem, reviews file, metadata file)] for X and Y."""
+    stems = {}
+    for path in sorted(folder.iterdir()):
+        stem = _stem(path)
+        if stem is not None:
+            stems.setdefault(stem, []).append(path)
+    domains = [s.strip() for s in wanted.split(",") if s.strip()] if wanted else \
+        sorted(s[len("meta_"):] for s in stems if s.startswith("meta_"))
+    if len(domains) != 2:
+        where = "data.amazon_domains" if wanted else f"meta_<Domain>.jsonl[.gz] files in {folder}"
+        raise DataError(folder, None, f"two domains ({where}; data.amazon_domains=X,Y picks two)",
+                        f"{len(domains)}: {domains[:6]}")
+    out = []
+    for domain in domains:
+        reviews = stems.get(domain, []) + stems.get(f"{domain}_5", [])
+        meta = stems.get(f"meta_{domain}", [])
+        for kind, found, name in (("reviews", reviews, f"{domain}.jsonl[.gz]"),
+                                  ("metadata", meta, f"meta_{domain}.jsonl[.gz]")):
+            if len(found) != 1:
+                raise DataError(folder / name, None, f"one {kind} file for domain {domain!r}",
+                                "none" if not found else f"{len(found)}: {[p.name for p in found]}")
+        out.append((domain, reviews[0], meta[0]))
+    return out
+
+
+def schema_of(path: Path, row: dict, line: int, forced: int, fields: dict[str, tuple[str, ...]]) -> str:
+    if forced:
+        return str(forced)
+    for schema in SCHEMAS:
+        if all(f in row for f in fields[schema]):
+            return schema
+    expected = " or ".join(f"{s} fields {', '.join(fields[s])}" for s in SCHEMAS)
+    raise DataError(path, line, f"{expected} (or data.amazon_schema set)", f"fields {sorted(row)[:12]}")
+
+
+def json_rows(path: Path, bad: BadRows):
+    """Yield ``(line, object, text)`` for each line holding a JSON object; others are bad rows."""
+    for number, text in read_lines(path, bad):
+        try:
+            row = json.loads(text)
+        except ValueError as e:
+            bad.report(path, number, "a JSON object", f"unparseable JSON ({getattr(e, 'msg', e)} at column "
+                       f"{getattr(e, 'colno', '?')})", text)
+            continue
+        if not isinstance(row, dict):
+            bad.report(path, number, "a JSON object", f"a JSON {type(row).__name__}", text)
+            continue
+        yield number, row, text
+
+
+# --- reviews ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Reviews:
+    users: pa.Array           # string, one per kept review, file order
+    items: pa.Array           # string
+    times: np.ndarray         # int64 milliseconds (sort key; stored as seconds)
+    summary: dict
+
+
+def _id(value) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value, unit: int) -> tuple[int | None, tuple[str, str] | None]:
+    """(milliseconds, None) or (None, (expected, found))."""
+    ts = value if isinstance(value, int) and not isinstance(value, bool) else \
+        parse_int(value) if isinstance(value, str) else None
+    if ts is None or ts < 0:
+        return None, (f"a non-negative integer unix time in {UNITS[unit]}", repr(value)[:80])
+    problem = unit_problem(ts, unit)
+    if problem:
+        return None, problem
+    return ts * 1000 // PER_SECOND[unit], None
+
+
+def read_reviews(path: Path, forced: int, batch_rows: int, bad: BadRows) -> Reviews:
+    users, items, times = [], [], []            # finished Arrow / numpy chunks
+    b_users, b_items, b_times = [], [], []      # the batch being read
+    schema, bad_before = None, len(bad)
+    for number, row, text in json_rows(path, bad):
+        if schema is None:
+            schema = schema_of(path, row, number, forced, REVIEW_FIELDS)
+            user_f, item_f, time_f = REVIEW_FIELDS[schema]
+            unit = TIME_UNIT[schema]
+        user, item = _id(row.get(user_f)), _id(row.get(item_f))
+        if user is None or item is None:
+            missing = user_f if user is None else item_f
+            bad.report(path, number, f"a non-empty {missing} ({schema} reviews)", repr(row.get(missing))[:80], text)
+            continue
+        ms, problem = _time(row.get(time_f), unit)
+        if problem:
+            bad.report(path, number, f"{time_f}: {problem[0]} ({schema} reviews)", problem[1], text)
+            continue
+        b_users.append(user)
+        b_items.append(item)
+        b_times.append(ms)
+        if len(b_users) >= batch_rows:
+            users.append(pa.array(b_users, pa.string()))
+            items.append(pa.array(b_items, pa.string()))
+            times.append(np.array(b_times, dtype=np.int64))
+            b_users, b_items, b_times = [], [], []
+    users.append(pa.array(b_users, pa.string()))
+    items.append(pa.array(b_items, pa.string()))
+    times.append(np.array(b_times, dtype=np.int64))
+    if schema is None:
+        raise DataError(path, None, "review lines (JSON objects)", "none")
+    kept, n_bad = sum(len(c) for c in users), len(bad) - bad_before
+    return Reviews(pa.concat_arrays(users), pa.concat_arrays(items), np.concatenate(times),
+                   {"file": path.name, "schema": schema, "time_unit": UNITS[unit], "rows": kept + n_bad,
+                    "bad_rows": n_bad, "reviews": kept})
+
+
+# --- metadata ---------------------------------------------------------------------------------------------
+
+def clean(value, separator: str = "; ") -> str:
+    """Text of a metadata value: lists joined, HTML entities unescaped, tags removed, blanks collapsed."""
+    if isinstance(value, list):
+        parts = [clean(v) for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+        return separator.join(p for p in parts if p)
+    if value is None or isinstance(value, (bool, dict)):
+        return ""
+    return BLANKS.sub(" ", TAG.sub(" ", html.unescape(str(value)))).strip()
+
+
+def largest_image(row: dict, schema: str) -> str | None:
+    if schema == "2018":
+        for key in ("imageURLHighRes", "imageURL"):
+            links = [u for u in (row.get(key) or []) if isinstance(u, str) and u.strip()]
+            if links:
+                return links[0].strip()
+        return None
+    images = [im for im in (row.get("images") or []) if isinstance(im, dict)]
+    images.sort(key=lambda im: im.get("variant") != "MAIN")      # stable: MAIN first, else file order
+    for image in images:
+        for key in ("hi_res", "large", "thumb"):
+            if isinstance(image.get(key), str) and image[key].strip():
+                return image[key].strip()
+    return None
+
+
+def item_text(row: dict, schema: str, fields: list[str], max_chars: int) -> tuple[str | None, str]:
+    """-> (text for ``title`` or None, attributes JSON of the raw fields)."""
+    title = clean(row.get("title"))
+    parts = [title + "." if title and not title.endswith((".", "!", "?")) else title]
+    raw = {"title": row.get("title")}
+    for name in fields:
+        key = TEXT_FIELDS[name][schema]
+        raw[key] = row.get(key)
+        text = clean(row.get(key), SEPARATORS.get(name, "; "))
+        if text:
+            parts.append(f"{LABELS[name]}: {text}" + ("" if text.endswith((".", "!", "?")) else "."))
+    text = " ".join(p for p in parts if p)[:max_chars].strip()
+    return text or None, json.dumps({k: v for k, v in raw.items() if v not in (None, "", [])}, ensure_ascii=False)
+
+
+def read_metadata(path: Path, wanted: list[str], cfg: DataConfig, bad: BadRows) -> tuple[list, dict]:
+    """-> ([(title, image_uri, attributes)] aligned with ``wanted`` item ids, summary)."""
+    position = {item: i for i, item in enumerate(wanted)}
+    found: list = [None] * len(wanted)
+    schema, rows, duplicates, bad_before = None, 0, 0, len(bad)
+    for number, row, text in json_rows(path, bad):
+        rows += 1                          # JSON objects; unparseable lines are counted in bad_rows
+        if schema is None:
+            schema = schema_of(path, row, number, cfg.amazon_schema, {s: (META_ID[s],) for s in SCHEMAS})
+        item = _id(row.get(META_ID[schema]))
+        if item is None:
+            bad.report(path, number, f"a non-empty {META_ID[schema]} ({schema} metadata)",
+                       repr(row.get(META_ID[schema]))[:80], text)
+            continue
+        at = position.get(item)
+        if at is None:
+            continue
+        if found[at] is not None:          # the 2018 dumps repeat some items: the first row wins
+            duplicates += 1
+            continue
+        title, attributes = item_text(row, schema, cfg.amazon_text_fields, cfg.amazon_text_chars)
+        found[at] = (title, largest_image(row, schema), attributes)
+    missing = sum(f is None for f in found)
+    summary = {"file": path.name, "schema": schema, "rows": rows, "bad_rows": len(bad) - bad_before,
+               "items_with_metadata": len(wanted) - missing, "items_without_metadata": missing,
+               "repeated_rows": duplicates,
+               "items_with_image": sum(1 for f in found if f is not None and f[1])}
+    return [f or (None, None, None) for f in found], summary
+
+
+# --- the importer -----------------------------------------------------------------------------------------
+
+def check_config(cfg: DataConfig) -> None:
+    unknown = [f for f in cfg.amazon_text_fields if f not in TEXT_FIELDS]
+    if unknown:
+        raise ConfigError(f"data.amazon_text_fields: expected names among {list(TEXT_FIELDS)}, found {unknown}")
+
+
+def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
+    check_config(cfg)
+    files = domain_files(folder, cfg.amazon_domains)
+    reviews = [read_reviews(r, cfg.amazon_schema, cfg.amazon_batch_rows, bad) for _, r, _ in files]
+    names = resolve_names(cfg, DomainNames((files[0][0], files[1][0]), f"file names in {folder.name}"))
+    result = run_recipe(reviews, cfg, names.names, folder)
+    item_ids, titles, images, attributes, metadata = [], [], [], [], []
+    shared = set(result.item_ids[0]) & set(result.item_ids[1])
+    for d, (_, _, meta_path) in enumerate(files):
+        rows, summary = read_metadata(meta_path, result.item_ids[d], cfg, bad)
+        metadata.append(summary)
+        item_ids += [f"{names.names[d]}:{i}" if i in shared else i for i in result.item_ids[d]]
+        titles += [r[0] for r in rows]
+        images += [r[1] for r in rows]
+        attributes += [r[2] for r in rows]
+    n_items = (len(result.item_ids[0]), len(result.item_ids[1]))
+    items = pa.table({"item_index": pa.array(range(sum(n_items)), pa.int32()),
+                      "item_id": item_ids, "domain": pa.array([0] * n_items[0] + [1] * n_items[1], pa.int8()),
+                      "title": pa.array(titles, pa.string()), "image_uri": pa.array(images, pa.string()),
+                      "attributes": pa.array(attributes, pa.string())}, schema=ITEM_SCHEMA)
+    extra = {"domain_names": names.origin, "missing_split_files": [],
+             "reviews": [r.summary for r in reviews], "metadata": metadata,
+             "items_missing_metadata": [m["items_without_metadata"] for m in metadata],
+             "items_in_both_domains": len(shared), "recipe": result.counts}
+    meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),
+                       source_format="amazon", extra=extra)
+    return Dataset(items, result.sequences.table(), meta)
