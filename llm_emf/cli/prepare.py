@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="same as data.skip_bad_rows=true: quarantine bad rows instead of stopping")
 
 
-def summary(stats: dict, meta_extra: dict, output: Path, seconds: float) -> str:
+def summary(stats: dict, meta_extra: dict, output: Path, seconds: float,
+            synthetic_images: bool = False) -> str:
     x, y = stats["domains"]
     sp = stats["splits"]
     text = (f"Prepared '{stats['name']}' ({stats['source_format']}) in {seconds:.1f} s into {output}: "
@@ -37,8 +38,11 @@ def summary(stats: dict, meta_extra: dict, output: Path, seconds: float) -> str:
         text += (f"; withheld from training for cold-start: {cold['withheld'][0]:,} {x} and {cold['withheld'][1]:,}"
                  f" {y} items ({sum(cold['train_interactions_removed']):,} training interactions removed; "
                  f"{sum(cold['test_cases_withheld']):,} test cases have a withheld target)")
-    if stats["items_with_image"][0] + stats["items_with_image"][1]:
+    n_images = stats["items_with_image"][0] + stats["items_with_image"][1]
+    if n_images and synthetic_images:
         text += f"; synthetic images under {output / 'images'}"
+    elif n_images:
+        text += f"; {n_images:,} items have an image link"
     return text + f". Fingerprint {stats['fingerprint']}."
 
 
@@ -47,5 +51,6 @@ def run(cfg, args) -> int:
         cfg.data.skip_bad_rows = True
     start = time.perf_counter()
     ds, stats = prepare_dataset(cfg)
-    print(summary(stats, ds.meta.extra, Path(cfg.data.output), time.perf_counter() - start))
+    print(summary(stats, ds.meta.extra, Path(cfg.data.output), time.perf_counter() - start,
+                  cfg.data.synthetic_images))
     return 0
