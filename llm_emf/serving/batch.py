@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.features.jobio import JobSummary, split_cached, table_blocks, write_stream
+from llm_emf.training.checkpoint import load_checkpoint_config
+from llm_emf.training.restore import find_checkpoint, load_models, top_k
 
 RECOMMENDATION_SCHEMA = pa.schema([
     pa.field("request", pa.string(), nullable=False),     # "<domain>:<user_id>", unique: the resume key
@@ -42,37 +44,12 @@ def users_of(dataset: Dataset, split: str) -> pa.Table:
     return rows
 
 
-def top_k(models: dict, inputs, domain: int, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices (B, k) item_index, scores (B, k))`` of ``domain`` for a batch of histories (``Ragged``);
-    positions past the domain's unseen items (when ``exclude_seen`` leaves fewer than k) hold index -1 and
-    score -inf."""
-    import torch
-
-    model = models[domain]
-    lo = model.domain_slice(domain).start
-    with torch.no_grad():
-        scores = model.score(model.build_eval_batch(inputs), domain).float()            # (B, n_D)
-    if exclude_seen:
-        lengths = inputs.lengths
-        flat = np.concatenate([inputs.values[a:b] for a, b in zip(inputs.starts, inputs.ends)] or [np.zeros(0)])
-        rows = np.repeat(np.arange(len(lengths)), lengths)
-        local = flat.astype(np.int64) - lo
-        keep = (local >= 0) & (local < scores.shape[1])
-        scores[torch.as_tensor(rows[keep]), torch.as_tensor(local[keep])] = -torch.inf
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    indices = top.indices.numpy().astype(np.int64) + lo
-    indices[~torch.isfinite(top.values).numpy()] = -1
-    return indices, top.values.numpy()
-
-
 class Recommender:
     """Ray Data actor: loads the run once, then turns batches of ``user_id, items`` into recommendation rows."""
 
     def __init__(self, run: str, dataset_folder: str, features: str | None, k: int, exclude_seen: bool):
         import ray
         import torch
-
-        from llm_emf.training.restore import load_models
 
         # As many torch threads as CPUs Ray gave this actor: more would spin against the other actors.
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1) if ray.is_initialized() else 1
@@ -108,9 +85,6 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
     """Write the top-k of both domains for every user of ``split`` to ``output`` (Parquet); resumable."""
     import ray
 
-    from llm_emf.training.checkpoint import load_checkpoint_config
-    from llm_emf.training.restore import find_checkpoint
-
     if k < 1:
         raise ValueError(f"k: expected a positive integer, found {k}")
     dataset_folder = str(dataset_folder or load_checkpoint_config(find_checkpoint(run)).data.output)
@@ -136,14 +110,11 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
         ds = map_batches_on_actors(ds, Recommender, fn_constructor_kwargs=dict(
             run=str(run), dataset_folder=dataset_folder, features=features, k=k, exclude_seen=exclude_seen),
             batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=concurrency))
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            summary.count("rows", batch.num_rows)
-            yield batch
+        yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
 
     # write_stream counts rows; one user is one row per domain, so report users.
     write_stream(batches(), cached, RECOMMENDATION_SCHEMA, output, summary, None, total=2 * todo.num_rows)
     summary.done //= 2
-    summary.counters.pop("rows", None)
     _write_manifest(output, run, dataset, split, k, exclude_seen, summary)
     return summary
 

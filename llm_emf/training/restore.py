@@ -100,14 +100,26 @@ def load_scorer(run: str | Path, dataset: Dataset, cfg: Config | None = None):
 def recommend(models: dict[int, torch.nn.Module], history: list[int], domain: int, k: int,
               exclude_seen: bool = True) -> list[tuple[int, float]]:
     """Top-k ``(item_index, score)`` of ``domain`` for a user whose history is ``history`` (item indices)."""
-    model = models[domain]
     inputs = Ragged(np.asarray(history, dtype=np.int64), np.array([0]), np.array([len(history)]))
-    with torch.no_grad():
-        scores = model.score(model.build_eval_batch(inputs), domain)[0].float()   # (n_D,)
+    indices, scores = top_k(models, inputs, domain, k, exclude_seen)
+    return [(int(i), float(s)) for i, s in zip(indices[0], scores[0]) if i >= 0]
+
+
+def top_k(models: dict, inputs, domain: int, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices (B, k) item_index, scores (B, k))`` of ``domain`` for a batch of histories (``Ragged``);
+    positions past the domain's unseen items (when ``exclude_seen`` leaves fewer than k) hold index -1 and
+    score -inf."""
+    model = models[domain]
     lo = model.domain_slice(domain).start
+    with torch.no_grad():
+        scores = model.score(model.build_eval_batch(inputs), domain).float()            # (B, n_D)
     if exclude_seen:
-        seen = np.asarray([i - lo for i in history if 0 <= i - lo < scores.shape[0]], dtype=np.int64)
-        scores[torch.from_numpy(seen)] = -torch.inf
-    k = min(k, int(torch.isfinite(scores).sum()))
-    top = torch.topk(scores, k)
-    return [(int(i) + lo, float(s)) for s, i in zip(top.values, top.indices)]
+        rows_in_order = inputs.take(np.arange(len(inputs.starts)))               # values compacted, row-major
+        rows = np.repeat(np.arange(len(inputs.starts)), rows_in_order.lengths)
+        local = rows_in_order.values.astype(np.int64) - lo
+        keep = (local >= 0) & (local < scores.shape[1])
+        scores[torch.as_tensor(rows[keep]), torch.as_tensor(local[keep])] = -torch.inf
+    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    indices = top.indices.numpy().astype(np.int64) + lo
+    indices[~torch.isfinite(top.values).numpy()] = -1
+    return indices, top.values.numpy()
