@@ -18,12 +18,6 @@ BUCKETS = ((0, 4, "< 5"), (5, 19, "5-19"), (20, 99, "20-99"), (100, 10**9, ">= 1
 PROTOCOLS = ("full", "sampled")
 
 
-def train_counts(dataset) -> np.ndarray:
-    """``(n_items,)`` occurrences of every item_index in the training split of a ``Dataset``."""
-    flat = dataset.split("train").column("items").combine_chunks().flatten().to_numpy()
-    return np.bincount(flat, minlength=dataset.n_items)
-
-
 def bucket_masks(counts: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
     """label -> ``(n,)`` bool mask of the cases whose target count falls in the bucket, plus ``"all"``."""
     c = np.asarray(counts)

@@ -26,7 +26,8 @@ from llm_emf.evaluation.metrics import target_ranks
 from llm_emf.training.restore import load_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from buckets import BUCKETS, train_counts  # noqa: E402  (shared with run.py's bucket table)
+from buckets import BUCKETS  # noqa: E402  (shared with run.py's bucket table)
+from llm_emf.data.cold import train_counts  # noqa: E402
 
 
 def analyse(run: str, dataset: Dataset, counts: np.ndarray) -> dict:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from buckets import train_counts
-
 
 def targets_by_domain(dataset_path: str) -> tuple[dict, dict]:
     """Per domain, the test cases' target item_index and its training count, in the evaluator's case order
     (``np.flatnonzero(case_domain == domain)`` over the test rows): the order of every run's ranks."""
+    from llm_emf.data.cold import train_counts
     from llm_emf.data.schema import Dataset
     from llm_emf.evaluation.evaluator import result_domain_names, split_targets
 

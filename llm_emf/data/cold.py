@@ -19,12 +19,15 @@ from .schema import DOMAIN_X, DOMAIN_Y, Dataset
 KINDS = ("cold", "warm")
 
 
+def train_counts(ds: Dataset) -> np.ndarray:
+    """``(n_items,)`` int64: occurrences of every item_index in the training split."""
+    flat = pc.list_flatten(ds.split("train").column("items")).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.bincount(flat, minlength=ds.n_items)[:ds.n_items]
+
+
 def trained_items(ds: Dataset) -> np.ndarray:
     """``(n_items,)`` bool: items that occur in at least one training sequence."""
-    flat = pc.list_flatten(ds.split("train").column("items")).to_numpy(zero_copy_only=False)
-    seen = np.zeros(ds.n_items, dtype=bool)
-    seen[flat.astype(np.int64)] = True
-    return seen
+    return train_counts(ds) > 0
 
 
 def _targets(ds: Dataset, split: str) -> np.ndarray:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
+from llm_emf.data.cold import train_counts
 from llm_emf.data.schema import DOMAIN_X, Dataset
 
 
@@ -19,9 +18,7 @@ class PopularityScorer:
     name = "popularity"
 
     def __init__(self, dataset: Dataset):
-        train_items = pc.list_flatten(dataset.split("train").column("items")).to_numpy(zero_copy_only=False)
-        counts = np.bincount(train_items.astype(np.int64), minlength=dataset.n_items)[:dataset.n_items]
-        self.counts = torch.as_tensor(counts, dtype=torch.float32)           # (n_items,)
+        self.counts = torch.as_tensor(train_counts(dataset), dtype=torch.float32)   # (n_items,)
         self.n_x = dataset.n_x
 
     def __call__(self, rows: pa.Table, domain: int) -> torch.Tensor:
