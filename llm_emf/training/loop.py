@@ -111,7 +111,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     trained = trained_items(dataset)
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
     # Both computed once; every checkpoint records them (catalog.py serves the model on a grown catalog).
-    fingerprint = {"features_fingerprint": features_fingerprint(features), "catalog": catalog_record(dataset, trained)}
+    recorded = {"features_fingerprint": features_fingerprint(features), "catalog": catalog_record(dataset, trained)}
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)
     history: list[dict] = []
@@ -120,7 +120,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     with session.latest_checkpoint() as folder:
         if folder is not None:
             state = load_state(folder)
-            check_features(state, fingerprint["features_fingerprint"], folder, cfg.model.features)
+            check_features(state, recorded["features_fingerprint"], folder, cfg.model.features)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -139,7 +139,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     if stopped and history:
         # Resumed after the run had finished: report the final state again so the caller gets a result.
         _report_checkpoint(session, rank, history[-1], inner, optimizer, scheduler, selection, history,
-                           best_states, start_epoch, cfg, fingerprint)
+                           best_states, start_epoch, cfg, recorded)
     epoch = start_epoch
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
@@ -166,7 +166,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
                              train_s, time.perf_counter() - started), flush=True)
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
-                           best_states, epoch, cfg, fingerprint)
+                           best_states, epoch, cfg, recorded)
         if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
             Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
             raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
@@ -181,13 +181,13 @@ def epoch_line(metrics: dict, valid: dict, cfg, n_sequences: int, train_s: float
 
 
 def _report_checkpoint(session, rank, metrics, model, optimizer, scheduler, selection, history, best_states,
-                       epoch, cfg, fingerprint: dict) -> None:
+                       epoch, cfg, recorded: dict) -> None:
     if rank != 0:
         session.report(metrics, None)
         return
     state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "selection": selection.state(),
-             "history": history, "best_states": best_states, **fingerprint}
+             "history": history, "best_states": best_states, **recorded}
     with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
         save_checkpoint(tmp, state, cfg)
         session.report(metrics, tmp)
