@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A local Ray started by the library (llm_emf.ray_local) skips its dashboard in tests: lighter and faster;
+# tests/tuning/test_dashboard.py turns it on for the one test that checks it.
+os.environ.setdefault("LLM_EMF_RAY_DASHBOARD", "0")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The project's shared datasets live beside the checkout (../shared/data); LLM_EMF_SHARED_DATA overrides.

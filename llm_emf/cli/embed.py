@@ -9,7 +9,8 @@ from pathlib import Path
 from llm_emf.cli.enrich import add_catalog_arguments, catalog_path
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "features.embed", "features.enrich.output")
+SECTIONS = ("seed", "data.output", "features.embed", "features.enrich.output",
+            "pipeline.ray_address", "pipeline.ray_dashboard")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

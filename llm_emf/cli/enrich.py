@@ -8,7 +8,8 @@ from pathlib import Path
 
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "data.domain_x", "data.domain_y", "features.enrich")
+SECTIONS = ("seed", "data.output", "data.domain_x", "data.domain_y", "features.enrich", "pipeline.ray_address",
+            "pipeline.ray_dashboard")
 
 
 def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import SPLITS, Dataset
 
-SECTIONS = ("data.output",)
+SECTIONS = ("data.output", "pipeline.ray_dashboard")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"-k: expected a positive integer, found {args.k}")
     if args.all:
-        return _run_all(args)
+        return _run_all(cfg, args)
     if not args.user or not args.domain:
         raise ConfigError("recommend: expected --user and --domain (one user), or --all (every user of a split)")
     dataset = Dataset.read(args.dataset) if args.dataset else None
@@ -70,7 +70,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_all(args: argparse.Namespace) -> int:
+def _run_all(cfg: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from llm_emf.serving.batch import recommend_all
@@ -81,6 +81,6 @@ def _run_all(args: argparse.Namespace) -> int:
     output = args.output or str(Path(args.run) / f"recommendations_{args.split}.parquet")
     summary = recommend_all(args.run, output, args.split, args.k, args.dataset, args.features,
                             exclude_seen=not args.include_seen, batch_size=args.batch_size,
-                            concurrency=args.concurrency)
+                            concurrency=args.concurrency, dashboard=cfg.pipeline.ray_dashboard)
     print(summary.report())
     return 0

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(cfg: Config, args: argparse.Namespace) -> int:
     from llm_emf.pipeline.workflow import run_pipeline
     from llm_emf.config.redact import redact_uri
-    from llm_emf.tracking.uri import resolve_tracking_uri
+    from llm_emf.tracking.uri import is_http, pipeline_tracking_uri
 
     if args.stages:
         cfg.pipeline.stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -32,5 +32,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     print(f"\npipeline finished in {time.time() - start:.0f} s; stages skipped (already done): "
           f"{', '.join(skipped) or 'none'}; outputs under {cfg.pipeline.storage}")
     if cfg.tracking.enabled:
-        print(f"compare runs in MLflow: llm-emf ui   (tracking URI {redact_uri(resolve_tracking_uri(cfg))})")
+        uri = pipeline_tracking_uri(cfg)   # without tracking.uri: <pipeline.storage>/mlflow.db
+        if is_http(uri):
+            print(f"compare runs in MLflow: {redact_uri(uri)}")
+        else:
+            print(f"compare runs in MLflow: llm-emf ui tracking.uri={redact_uri(uri)}")
     return 0

@@ -6,7 +6,8 @@ import argparse
 
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "model", "train", "eval", "tune", "tracking")
+SECTIONS = ("seed", "data.output", "model", "train", "eval", "tune", "tracking", "pipeline.ray_address",
+           "pipeline.ray_dashboard")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -26,7 +26,9 @@ class TuneConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = help_field(True, "(bool) log runs to MLflow")
-    uri: str = help_field("", "(str) tracking URI; empty: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
+    uri: str = help_field("", "(str) tracking URI; empty: $MLFLOW_TRACKING_URI, else for `run` and pipeline jobs "
+                          "sqlite:///<pipeline.storage>/mlflow.db (refused where that would not outlive a Ray job "
+                          "or not be shared by a multi-node cluster), for other commands sqlite:///<cwd>/mlflow.db")
     experiment: str = help_field("llm-emf", "(str) MLflow experiment name (created if missing)")
     artifact_root: str = help_field("", "(str) where a new experiment keeps its artifacts; empty: "
                                     "mlartifacts/<experiment> next to the sqlite file (a server decides itself)")

@@ -22,6 +22,7 @@ from llm_emf.features.images import FetchPolicy, ImageLoader
 from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash, table_blocks,
                                    write_durably, write_stream)
 from llm_emf.features.schema import ENRICHED_SCHEMA, FEATURE_SCHEMA
+from llm_emf.ray_local import ensure_ray
 
 PROBLEM_SCHEMA = pa.schema([("item_id", pa.string()), ("image_uri", pa.string()), ("status", pa.string()),
                             ("error", pa.string())])
@@ -91,8 +92,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
     def batches():
         if todo.num_rows == 0:
             return
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+        ensure_ray(cfg.pipeline.ray_address, dashboard=cfg.pipeline.ray_dashboard)
         ds = ray.data.from_arrow(table_blocks(todo, ec.batch_size * 8))
         size = clip_image_size(ec.clip_model) if ec.use_images else 1
         # CPU stage: its own resource request keeps Ray from fusing it into the encoder actor, so images are

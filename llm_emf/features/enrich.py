@@ -20,6 +20,7 @@ from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stab
                                    table_blocks, write_stream)
 from llm_emf.features.prompts import load_template
 from llm_emf.features.schema import ENRICHED_SCHEMA
+from llm_emf.ray_local import ensure_ray
 
 
 def generation_params(cfg: Config) -> str:
@@ -91,8 +92,7 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
     def batches():
         if todo.num_rows == 0:
             return
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+        ensure_ray(cfg.pipeline.ray_address, dashboard=cfg.pipeline.ray_dashboard)
         ds = ray.data.from_arrow(table_blocks(todo, ec.batch_size * 4))
         if ec.backend == "transformers":
             from llm_emf.features.model_source import resolve_model

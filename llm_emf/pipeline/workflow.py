@@ -13,6 +13,8 @@ from pathlib import Path
 from llm_emf.config import Config, save_config
 from llm_emf.pipeline.stages import Stage, StageContext, run_stages
 from llm_emf.storage import Storage, alive_nodes, check_for_cluster
+from llm_emf.ray_local import ensure_ray, job_working_dir
+from llm_emf.tracking.uri import explicit_tracking_uri, pipeline_tracking_uri
 
 # Keys that name where things go (not what they contain) never enter a stage key.
 _PATHS = ("data.output", "features.enrich.output", "features.embed.output", "model.features", "train.storage",
@@ -96,27 +98,21 @@ def build_stages(cfg: Config) -> list[Stage]:
 
 
 def run_pipeline(cfg: Config, log=print) -> dict[str, dict]:
-    """Run the configured stages on the current Ray cluster (starting a local one if none)."""
-    import ray
+    """Run the configured stages on the current Ray cluster (joined, or a local one started with its dashboard).
 
-    if not ray.is_initialized():
-        if cfg.pipeline.ray_address:
-            ray.init(address=cfg.pipeline.ray_address, log_to_driver=False)
-        elif _in_ray_job():
-            ray.init(log_to_driver=False)          # joins the cluster the job was submitted to
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+    Without tracking.uri or MLFLOW_TRACKING_URI, MLflow records go to ``<pipeline.storage>/mlflow.db``
+    (``pipeline_tracking_uri``: refused where that store would not outlive the job or not be shared).
+    """
+    ensure_ray(cfg.pipeline.ray_address, dashboard=cfg.pipeline.ray_dashboard)
     storage = Storage(cfg.pipeline.storage)
-    check_for_cluster(cfg.pipeline.storage, alive_nodes())
+    nodes = alive_nodes()
+    if cfg.tracking.enabled and not explicit_tracking_uri(cfg):
+        cfg = copy.deepcopy(cfg)
+        cfg.tracking.uri = pipeline_tracking_uri(cfg, nodes, job_working_dir())
+    check_for_cluster(cfg.pipeline.storage, nodes)
     summaries = run_stages(cfg, build_stages(cfg), storage, log=log)
     storage.write_json(storage.path("last_run.json"), {"stages": summaries})
     return summaries
-
-
-def _in_ray_job() -> bool:
-    import os
-
-    return bool(os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"))
 
 
 def dumps(summaries: dict) -> str:

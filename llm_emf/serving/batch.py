@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.features.jobio import JobSummary, split_cached, table_blocks, write_stream
+from llm_emf.ray_local import ensure_ray
 from llm_emf.training.checkpoint import load_checkpoint_config
 from llm_emf.training.restore import find_checkpoint, load_models, top_k
 
@@ -81,8 +82,10 @@ class Recommender:
 
 def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: int = 10,
                   dataset_folder: str | Path | None = None, features: str | None = None,
-                  exclude_seen: bool = True, batch_size: int = 256, concurrency: int = 1) -> JobSummary:
-    """Write the top-k of both domains for every user of ``split`` to ``output`` (Parquet); resumable."""
+                  exclude_seen: bool = True, batch_size: int = 256, concurrency: int = 1,
+                  dashboard: bool = True) -> JobSummary:
+    """Write the top-k of both domains for every user of ``split`` to ``output`` (Parquet); resumable.
+    ``dashboard``: a local Ray started here serves its dashboard (``llm_emf.ray_local.ensure_ray``)."""
     import ray
 
     if k < 1:
@@ -104,8 +107,7 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
     def batches():
         if todo.num_rows == 0:
             return
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+        ensure_ray(dashboard=dashboard)
         ds = ray.data.from_arrow(table_blocks(todo, batch_size * 4))
         ds = map_batches_on_actors(ds, Recommender, fn_constructor_kwargs=dict(
             run=str(run), dataset_folder=dataset_folder, features=features, k=k, exclude_seen=exclude_seen),

@@ -30,12 +30,13 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def resolve_tracking_uri(cfg) -> str:
-    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
+    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (a pipeline run
+    sets ``tracking.uri`` from :func:`pipeline_tracking_uri` first: its default lives under pipeline.storage).
 
     Relative sqlite paths are made absolute here, once: Ray workers and Tune trials run in other
     directories, so pass the resolved URI (``Tracker.uri``) to them rather than the raw config value.
     """
-    uri = _tracking_section(cfg).uri.strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    uri = explicit_tracking_uri(cfg)
     if has_redacted_password(uri) and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
         # a config read back from a saved config.yaml: MLflow takes the credentials from its env variables
         uri = strip_userinfo(uri)
@@ -46,6 +47,54 @@ def resolve_tracking_uri(cfg) -> str:
         query = uri.split("?", 1)[1] if "?" in uri else ""
         uri = SQLITE_PREFIX + str(db.resolve()) + (f"?{query}" if query else "")
     return uri
+
+
+def explicit_tracking_uri(cfg) -> str:
+    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else empty: the store the user named, if any."""
+    return _tracking_section(cfg).uri.strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+
+
+def pipeline_tracking_uri(cfg, n_nodes: int = 1, job_dir: Path | None = None) -> str:
+    """The MLflow store of a pipeline run (``llm-emf run``, ``python -m workflows.pipeline``).
+
+    A store the user named (``tracking.uri``, ``$MLFLOW_TRACKING_URI``) wins, as everywhere. Otherwise the
+    records live with the outputs they describe: ``sqlite:///<pipeline.storage>/mlflow.db``, never in the
+    working directory, which for ``ray job submit --working-dir`` is Ray's temporary package folder, deleted
+    with the job. Refused with a ``StorageError`` naming what to set, where that store would not last or not
+    be seen: a node-local ``pipeline.storage`` on a multi-node cluster; one inside the job's working_dir
+    (``job_dir``; e.g. a relative path in a job); an object store (sqlite cannot live there) in a job or on
+    a multi-node cluster. A plain local run with an object-store ``pipeline.storage`` keeps the
+    ``<cwd>/mlflow.db`` of the other commands.
+    """
+    from llm_emf.storage import StorageError, is_remote, is_shared_path
+
+    if explicit_tracking_uri(cfg):
+        return resolve_tracking_uri(cfg)
+    storage = cfg.pipeline.storage
+    fix = ("set tracking.uri (or MLFLOW_TRACKING_URI) to an MLflow server, e.g. the one cluster.yaml starts on the "
+           "head")
+    if is_remote(storage):
+        if n_nodes <= 1 and job_dir is None:
+            return resolve_tracking_uri(cfg)
+        where = "inside a Ray job" if job_dir is not None else f"on a {n_nodes}-node Ray cluster"
+        raise StorageError(
+            f"tracking: no tracking.uri or MLFLOW_TRACKING_URI, and pipeline.storage '{storage}' is an object store, "
+            f"where MLflow's default sqlite store cannot live; {where} the working directory is no place for it "
+            f"either: {fix}, or pipeline.storage to a shared filesystem path")
+    db = Path(storage).absolute() / DEFAULT_DB_NAME
+    if n_nodes > 1 and not is_shared_path(storage):
+        raise StorageError(
+            f"tracking: no tracking.uri or MLFLOW_TRACKING_URI, and the default store {db} lies under "
+            f"pipeline.storage '{storage}', a node-local path on a {n_nodes}-node Ray cluster (trials and "
+            f"resubmitted jobs on other nodes would not see it): {fix}, or pipeline.storage to a shared "
+            f"filesystem path (NFS, EFS, Lustre; LLM_EMF_SHARED_FS=1 if it is shared in a way not detected)")
+    if job_dir is not None and db.resolve().is_relative_to(Path(job_dir).resolve()):
+        raise StorageError(
+            f"tracking: no tracking.uri or MLFLOW_TRACKING_URI, and the default store {db} lies under "
+            f"pipeline.storage '{storage}', inside this Ray job's working_dir {job_dir}, which Ray deletes with "
+            f"the job (stage outputs too): set pipeline.storage to an absolute path outside it, a shared "
+            f"filesystem path or an s3:// / gs:// URI, or {fix}")
+    return SQLITE_PREFIX + str(db)
 
 
 def credentials_problem(uri: str) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict, to_dict
 from llm_emf.storage import Storage
+from llm_emf.ray_local import ensure_ray
 from llm_emf.training.session import LocalSession
 from llm_emf.tuning.space import apply_params, has_grid, load_space, n_trials, to_param_space
 
@@ -233,8 +234,7 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
     cfg.tune.name = cfg.tune.name or f"sweep-{Path(cfg.tune.space).stem}"
     storage = Storage(cfg.tune.storage)
     path = storage.path(cfg.tune.name)
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+    ensure_ray(cfg.pipeline.ray_address, dashboard=cfg.pipeline.ray_dashboard)
 
     restoring = tune.Tuner.can_restore(path)
     parent = _start_parent(cfg, storage, restoring)
