@@ -39,10 +39,15 @@ class ModelConfig:
                                    "replaced by the unseen-item vector (model.unseen_id) for a step, so it must be "
                                    "recognised from its content; items without content are spared unless that "
                                    "vector is learned", min=0.0, max=1.0)
-    unseen_id: str = help_field("learned", "(str) ID vector of items in no training sequence (cold items, new "
-                                "items): learned (one shared vector per domain, fitted while those items serve "
-                                "as negatives), zero (no ID part: content alone), or mean (the mean trained ID "
-                                "vector of the domain)", choices=("learned", "zero", "mean"))
+    unseen_id: str = help_field("auto", "(str) ID vector of items in no training sequence (cold items, new "
+                                "items): neighbor (the ID vectors of the model.unseen_neighbors trained items of "
+                                "the domain whose text/image is most similar; needs content), learned (one shared "
+                                "vector per domain, fitted while those items serve as negatives), zero (no ID part: "
+                                "content alone), mean (the mean trained ID vector of the domain), or auto (neighbor "
+                                "when the model reads text or image, else learned)",
+                                choices=("auto", "neighbor", "learned", "zero", "mean"))
+    unseen_neighbors: int = help_field(1, "(int) with model.unseen_id=neighbor: how many content neighbours lend "
+                                       "their ID vectors (softmax-weighted by cosine similarity)", min=1, max=100)
     content_dropout: float = help_field(0.0, "(float) training only: probability that an item's text/image term "
                                         "is dropped for a step", min=0.0, max=1.0)
     learnable_weights: bool = help_field(False, "(bool) learn the fusion weights, starting from the values above")

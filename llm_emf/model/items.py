@@ -96,12 +96,21 @@ class ContentAdaptor(nn.Module):
         return torch.cat([self._domain(feats[:self.n_x], 0), self._domain(feats[self.n_x:], 1)])
 
 
+def resolve_unseen_id(mode: str, modalities: tuple[str, ...]) -> str:
+    """``auto``: borrow content neighbours' rows when the model reads content (docs/method.md, Cold
+    items, has the measurement), else the learned shared vector, the only choice ID-only models can train."""
+    if mode != "auto":
+        return mode
+    return "neighbor" if any(m in modalities for m in CONTENT) else "learned"
+
+
 class ItemVectors(nn.Module):
     """Per-modality item vectors ``(n_items, q)``: ``id`` (E_id), ``image`` and ``text`` (adapted features).
 
     ``trained`` (n_items,) marks items that occur in training sequences. The others have no interaction
     to fit an ID row to, so their ID part is ``model.unseen_id``: a shared learned vector per domain, zero,
-    or the domain's mean trained row; never their own randomly initialised row.
+    the domain's mean trained row, or the rows of the trained items whose content is most like theirs
+    (``neighbor``); never their own randomly initialised row.
     """
 
     def __init__(self, n_x: int, n_y: int, cfg: ModelConfig, modalities: tuple[str, ...],
@@ -110,7 +119,7 @@ class ItemVectors(nn.Module):
         self.modalities = modalities
         self.n_x, self.n_items = n_x, n_x + n_y
         n_items = self.n_items
-        self.unseen_id = cfg.unseen_id
+        self.unseen_id = resolve_unseen_id(cfg.unseen_id, modalities)
         if "id" in modalities:
             self.id = nn.Embedding(n_items, cfg.hidden_size)
             if trained is not None and len(trained) != n_items:
@@ -119,7 +128,7 @@ class ItemVectors(nn.Module):
             self.register_buffer("id_trained", mask, persistent=False)      # recomputed from the dataset
             self.has_unseen = not bool(mask.all())
             # Only when something uses it: DDP refuses a parameter that never gets a gradient.
-            if cfg.unseen_id == "learned" and (self.has_unseen or cfg.id_dropout > 0):
+            if self.unseen_id == "learned" and (self.has_unseen or cfg.id_dropout > 0):
                 self.unseen = nn.Parameter(torch.zeros(2, cfg.hidden_size))   # one per domain
         self.adaptors = nn.ModuleDict()
         for name in CONTENT:
@@ -137,6 +146,16 @@ class ItemVectors(nn.Module):
             self.register_buffer(f"has_{name}", has, persistent=False)
             self.adaptors[name] = ContentAdaptor(matrix.shape[1], cfg.hidden_size, cfg.adaptor, n_x,
                                                  cfg.adaptor_experts)
+        if "id" in modalities and self.unseen_id == "neighbor":
+            if not any(m in modalities for m in CONTENT):
+                raise ValueError("model.unseen_id=neighbor finds an item's neighbours by its text/image vectors; "
+                                 "switch on model.use_text or model.use_image, or choose learned, zero or mean")
+            index, weight = content_neighbours(
+                [getattr(self, f"{m}_features") for m in CONTENT if m in modalities],
+                [getattr(self, f"has_{m}") for m in CONTENT if m in modalities],
+                self.id_trained, n_x, cfg.unseen_neighbors)
+            self.register_buffer("neighbor_index", index, persistent=False)    # (n_items, k)
+            self.register_buffer("neighbor_weight", weight, persistent=False)  # (n_items, k); rows sum to 1 or 0
 
     def id_rows(self, drop: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items, q) ID vectors: items never trained, and those in ``drop`` (ID dropout), get the
@@ -154,6 +173,10 @@ class ItemVectors(nn.Module):
             known = ~unseen
             means = torch.stack([w[:self.n_x][known[:self.n_x]].mean(0), w[self.n_x:][known[self.n_x:]].mean(0)])
             fill = torch.nan_to_num(means)[in_y]                                  # a domain with none: zero
+            if self.unseen_id == "neighbor":
+                weight = self.neighbor_weight.to(w.dtype)                         # (n_items, k)
+                borrowed = (weight.unsqueeze(-1) * w[self.neighbor_index]).sum(1)  # (n_items, q)
+                fill = torch.where(weight.sum(1, keepdim=True) > 0, borrowed, fill)   # no content: the mean
         return torch.where(unseen.unsqueeze(-1), fill, w)
 
     def modality(self, name: str) -> torch.Tensor:
@@ -173,6 +196,37 @@ class ItemVectors(nn.Module):
     def has_content(self) -> torch.Tensor:
         """(n_items,) bool: items with at least one content modality switched on in this model."""
         return torch.stack([self.has(m) for m in CONTENT if m in self.modalities]).any(dim=0)
+
+
+def content_neighbours(features: list[torch.Tensor], has: list[torch.Tensor], trained: torch.Tensor, n_x: int,
+                       k: int, temperature: float = 0.05, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every item, its ``k`` most similar trained items of the same domain, never itself:
+    ``(index (n_items, k) int64, weight (n_items, k))``.
+
+    Similarity is the cosine of the items' frozen content (each modality's vector unit-normalised, the
+    modalities concatenated). Weights are a softmax of cosine / ``temperature``, so a near-duplicate title
+    dominates a merely related one. Items without content, or in a domain without two trained items with
+    content, get zero weights (their caller falls back to the domain mean).
+    """
+    parts = [F.normalize(f.float(), dim=-1) * h.unsqueeze(-1).float() for f, h in zip(features, has)]
+    content = F.normalize(torch.cat(parts, dim=1), dim=-1)                       # (n_items, sum e)
+    has_any = torch.stack(has).any(dim=0)
+    n_items = content.shape[0]
+    index = torch.zeros(n_items, k, dtype=torch.long)
+    weight = torch.zeros(n_items, k)
+    for lo, hi in ((0, n_x), (n_x, n_items)):
+        pool = lo + torch.nonzero(trained[lo:hi].bool() & has_any[lo:hi]).flatten()    # candidate neighbours
+        kk = min(k, pool.numel() - 1)
+        if kk < 1:
+            continue
+        for start in range(lo, hi, chunk):
+            rows = torch.arange(start, min(start + chunk, hi))
+            sims = content[rows] @ content[pool].T                                # (chunk, |pool|)
+            sims[rows.unsqueeze(1) == pool.unsqueeze(0)] = -torch.inf             # never an item's own row
+            top = sims.topk(kk, dim=1)
+            index[rows, :kk] = pool[top.indices]
+            weight[rows, :kk] = torch.softmax(top.values / temperature, dim=1) * has_any[rows].unsqueeze(1)
+    return index, weight
 
 
 def _drop_rows(vectors: torch.Tensor, p: float, allowed: torch.Tensor | None = None) -> torch.Tensor:

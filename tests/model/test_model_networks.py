@@ -272,7 +272,7 @@ def test_conditioning_centres_or_whitens_each_domain():
 
 
 def test_id_dropout_scores_dropped_items_from_their_content_in_training_only(features):
-    cfg = tiny_config(use_text=True, use_image=True, id_dropout=1.0).model
+    cfg = tiny_config(use_text=True, use_image=True, id_dropout=1.0, unseen_id="zero").model
     torch.manual_seed(0)
     vecs = ItemVectors(N_X, N_Y, cfg, ("id", "text", "image"), features)
     fusion = EarlyFusion(vecs, cfg)

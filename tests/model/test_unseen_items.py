@@ -92,3 +92,47 @@ def test_sasrec_uses_the_same_rule():
     batch = model.build_eval_batch(Ragged.from_arrow(pa.array(SEQS, pa.list_(pa.int32()))))
     scores = model.score(batch, 1)
     assert torch.equal(scores[:, 12 - N_X], scores[:, 13 - N_X])
+
+
+def test_neighbor_mode_lends_the_row_of_the_most_similar_trained_item_of_the_same_domain():
+    feats = random_features()
+    # Make item 3 (X, unseen) a near-copy of item 5's text and item 12 (Y) of item 9's.
+    feats.text[3] = feats.text[5] * 2.0 + 1e-3
+    feats.text[12] = feats.text[9] + 1e-3
+    torch.manual_seed(0)
+    cfg = tiny_config(use_text=True, unseen_id="neighbor").model
+    vecs = ItemVectors(N_X, N_Y, cfg, ("id", "text"), feats, TRAINED)
+    rows, w = vecs.id_rows().detach(), vecs.id.weight.detach()
+    assert torch.equal(rows[3], w[5]) and torch.equal(rows[12], w[9])
+    assert torch.equal(rows[TRAINED], w[TRAINED])
+    assert bool(TRAINED[vecs.neighbor_index[:, 0]].all())                   # lenders are trained items
+    assert bool((vecs.neighbor_index[:, 0] != torch.arange(N_X + N_Y)).all())   # never an item itself
+    in_y = vecs.neighbor_index[:, 0] >= N_X
+    assert torch.equal(in_y, torch.arange(N_X + N_Y) >= N_X)                # same domain
+
+
+def test_neighbor_mode_weights_neighbours_by_similarity_and_id_dropout_borrows_too():
+    feats = random_features()
+    torch.manual_seed(0)
+    cfg = tiny_config(use_text=True, unseen_id="neighbor", unseen_neighbors=3, id_dropout=1.0).model
+    vecs = ItemVectors(N_X, N_Y, cfg, ("id", "text"), feats, TRAINED)
+    has = feats.has_text.bool()
+    assert not bool(has.all())                                              # the fixture has text-less items
+    torch.testing.assert_close(vecs.neighbor_weight.sum(1), has.float())    # those have no neighbours
+    w = vecs.id.weight
+    expected = (vecs.neighbor_weight.unsqueeze(-1) * w[vecs.neighbor_index]).sum(1)
+    fusion = EarlyFusion(vecs, cfg).train()
+    id_terms = (fusion() - cfg.text_weight * vecs.modality("text")).detach()
+    torch.testing.assert_close(id_terms[has], expected[has].detach())       # every ID term with content borrowed
+    torch.testing.assert_close(id_terms[~has & TRAINED], w[~has & TRAINED].detach())   # nothing to borrow by
+
+
+def test_neighbor_mode_needs_content():
+    with pytest.raises(ValueError, match="unseen_id=neighbor finds an item's neighbours by its text/image"):
+        _vectors("neighbor")
+
+
+def test_auto_borrows_neighbours_with_content_and_learns_a_vector_without():
+    assert _vectors("auto")[0].unseen_id == "learned"
+    cfg = tiny_config(use_text=True, unseen_id="auto").model
+    assert ItemVectors(N_X, N_Y, cfg, ("id", "text"), random_features(), TRAINED).unseen_id == "neighbor"
