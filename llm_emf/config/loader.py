@@ -24,8 +24,11 @@ class ConfigError(ValueError):
 
 
 def help_field(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-               max: float | None = None, default_factory: Any = None) -> Any:
-    """A dataclass field carrying its help text and optional bounds (shown by ``--help``)."""
+               max: float | None = None, default_factory: typing.Callable[[], Any] | None = None) -> Any:
+    """A dataclass field carrying its help text and optional bounds (shown by ``--help``). A list or dict
+    default comes from ``default_factory``, with ``default`` None: one of the two, never both."""
+    if default_factory is not None and default is not None:
+        raise TypeError(f"help_field({default!r}, ...): give default or default_factory, not both")
     meta = {"help": help}
     if choices is not None:
         meta["choices"] = tuple(choices)
@@ -105,12 +108,11 @@ def _check_type(value: Any, ann: Any, where: str) -> Any:
     if ann is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for option in get_args(ann):
             try:
                 return _check_type(value, option, where)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{where}: expected {_type_name(ann)}, found {value!r} ({type(value).__name__})")
     if ann is type(None):
         if value is None:
@@ -216,12 +218,21 @@ def set_value(cfg: Any, key: str, value: Any, where: str = "override") -> None:
 # ---------------------------------------------------------------------------------------------
 # YAML in and out
 
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+def _is_dict_field(cfg_cls: type, key: str) -> bool:
+    try:
+        _, ann = lookup_field(cfg_cls, key)
+    except ConfigError:
+        return False
+    return get_origin(ann) is dict or ann is dict
+
+
+def _flatten(cfg_cls: type, mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys. The value of a dict-typed field (e.g. engine kwargs) stays one value."""
     out: dict[str, Any] = {}
     for k, v in mapping.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and not key.endswith("attributes"):
-            out.update(_flatten(v, key + "."))
+        if isinstance(v, dict) and v and not _is_dict_field(cfg_cls, key):
+            out.update(_flatten(cfg_cls, v, key + "."))
         else:
             out[key] = v
     return out
@@ -231,26 +242,8 @@ def apply_mapping(cfg: Any, mapping: dict, source: str) -> None:
     """Apply a nested mapping (from YAML) to ``cfg``; keys are checked one by one."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, found {type(mapping).__name__}")
-    for key, value in _flatten(mapping).items():
-        # A dict-typed leaf (e.g. engine kwargs) arrives flattened; put it back together.
-        try:
-            set_value(cfg, key, value, where=source)
-        except ConfigError:
-            parent = key.rsplit(".", 1)[0] if "." in key else None
-            if parent and _is_dict_field(type(cfg), parent):
-                current = dict(get_value(cfg, parent) or {})
-                current[key.rsplit(".", 1)[1]] = value
-                set_value(cfg, parent, current, where=source)
-            else:
-                raise
-
-
-def _is_dict_field(cfg_cls: type, key: str) -> bool:
-    try:
-        _, ann = lookup_field(cfg_cls, key)
-    except ConfigError:
-        return False
-    return get_origin(ann) is dict or ann is dict
+    for key, value in _flatten(type(cfg), mapping).items():
+        set_value(cfg, key, value, where=source)
 
 
 def safe_yaml_load(text: str, where: str) -> Any:
