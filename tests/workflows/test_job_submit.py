@@ -46,10 +46,13 @@ def ray_head(tmp_path_factory):
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-def _submit(head, storage: Path, mlflow_uri: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES,
-                   "env_vars": {"MLFLOW_TRACKING_URI": mlflow_uri, "HF_HUB_OFFLINE": "1",
-                                "TRANSFORMERS_OFFLINE": "1"}}
+def _submit(head, storage: Path | str, mlflow_uri: str | None,
+            env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """``mlflow_uri=None``: no MLFLOW_TRACKING_URI, the pipeline's default store (under pipeline.storage)."""
+    env_vars = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if mlflow_uri is not None:
+        env_vars["MLFLOW_TRACKING_URI"] = mlflow_uri
+    runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": env_vars}
     cmd = [str(BIN / "ray"), "job", "submit", "--address", head["address"],
            "--runtime-env-json", json.dumps(runtime_env), "--",
            sys.executable, "-m", "workflows.pipeline", "--config", "configs/smoke.yaml",
@@ -76,9 +79,12 @@ def test_submission_without_the_token_is_refused(ray_head):
 def test_pipeline_job_succeeds_then_resubmission_skips_every_stage(ray_head, tmp_path):
     from mlflow.tracking import MlflowClient
 
+    if "MLFLOW_TRACKING_URI" in ray_head["env"]:
+        pytest.skip("MLFLOW_TRACKING_URI is set for the head: the default store is not used")
     storage = tmp_path / "storage"
-    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = _submit(ray_head, storage, mlflow_uri)
+    # No tracking store named: the records go under pipeline.storage and outlive the job's working_dir.
+    mlflow_uri = f"sqlite:///{storage / 'mlflow.db'}"
+    first = _submit(ray_head, storage, None)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert "succeeded" in first.stdout + first.stderr
 
@@ -111,9 +117,19 @@ def test_pipeline_job_succeeds_then_resubmission_skips_every_stage(ray_head, tmp
     assert "results.json" in artifacts
 
     # Resubmitted: every stage is found done and skipped; no new MLflow run.
-    second = _submit(ray_head, storage, mlflow_uri)
+    second = _submit(ray_head, storage, None)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = second.stdout + second.stderr
     for stage in ("prepare", "enrich", "embed", "train", "evaluate", "recommend"):
         assert f"[{stage}] skipped" in log, stage
     assert len(client.search_runs([exp.experiment_id])) == 1
+
+
+def test_a_job_whose_mlflow_store_would_be_deleted_with_it_is_refused(ray_head):
+    """The demo's relative pipeline.storage in a job lands in Ray's package folder: refused, naming the settings."""
+    if "MLFLOW_TRACKING_URI" in ray_head["env"]:
+        pytest.skip("MLFLOW_TRACKING_URI is set for the head: the default store is not used")
+    res = _submit(ray_head, "runs/job-store", None)
+    log = res.stdout + res.stderr
+    assert res.returncode != 0, log[-4000:]
+    assert "inside this Ray job's working_dir" in log and "set pipeline.storage to an absolute path" in log, log[-4000:]
