@@ -555,8 +555,12 @@ def targets(args, doc: dict) -> dict:
         if args.device.startswith("cuda"):
             ref = cpu_reference(args, doc)
             entry["cpu_reference"] = ref
+            # the default loss is what the target is about; a faster other variant is reported beside it
+            fastest = max(doc["train"]["results"], key=lambda r: r["sequences_per_s"])
+            entry["fastest_any_variant"] = {k: fastest[k] for k in ("variant", "batch_size", "sequences_per_s")}
             if ref:
                 entry["speedup"] = best["sequences_per_s"] / ref["sequences_per_s"]
+                entry["fastest_any_variant"]["speedup"] = fastest["sequences_per_s"] / ref["sequences_per_s"]
                 entry["pass"] = entry["speedup"] >= TRAIN_TARGET_SPEEDUP
             else:
                 entry["speedup"], entry["pass"] = None, None
@@ -574,6 +578,8 @@ def targets(args, doc: dict) -> dict:
 def fmt(x, digits=0) -> str:
     if x is None:
         return "-"
+    if isinstance(x, bool):
+        return "**pass**" if x else "**FAIL**"
     if isinstance(x, float):
         return f"{x:,.{digits}f}"
     return str(x)
@@ -593,7 +599,7 @@ def markdown(doc: dict) -> str:
     s = doc["sizes"]
     t = doc.get("targets", {})
     if t:
-        lines += ["## Targets", "", "| target | measured | pass |", "|---|---|---|"]
+        lines += ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
         if "clip_images_per_s" in t:
             c = t["clip_images_per_s"]
             lines.append(f"| CLIP {doc.get('clip', {}).get('model', '')} >= {c['target']:,.0f} images/s | "
@@ -608,6 +614,11 @@ def markdown(doc: dict) -> str:
             lines.append(f"| training >= {e['target_speedup']:.0f}x CPU sequences/s | "
                          f"{e['device_best_sequences_per_s']:,.1f} seq/s (batch {e['device_best_batch_size']})"
                          + (f" / {ref_text} = {e['speedup']:.1f}x" if e.get("speedup") else f"; {e.get('note', ref_text)}")
+                         + (f"; fastest: {e['fastest_any_variant']['variant']} at batch "
+                            f"{e['fastest_any_variant']['batch_size']}, {e['fastest_any_variant']['sequences_per_s']:,.1f}"
+                            f" seq/s = {e['fastest_any_variant']['speedup']:.1f}x"
+                            if e.get("fastest_any_variant", {}).get("variant") not in (None, "fused_loss")
+                            and e.get("speedup") else "")
                          + f" | {fmt(e['pass'])} |")
         lines.append("")
     train = doc.get("train", {})
