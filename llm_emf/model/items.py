@@ -150,10 +150,12 @@ class ItemVectors(nn.Module):
             if not any(m in modalities for m in CONTENT):
                 raise ValueError("model.unseen_id=neighbor finds an item's neighbours by its text/image vectors; "
                                  "switch on model.use_text or model.use_image, or choose learned, zero or mean")
+            # Lists only for rows that can borrow: the untrained ones, and every row under ID dropout.
+            borrowers = torch.ones(n_items, dtype=torch.bool) if cfg.id_dropout > 0 else ~self.id_trained
             index, weight = content_neighbours(
                 [getattr(self, f"{m}_features") for m in CONTENT if m in modalities],
                 [getattr(self, f"has_{m}") for m in CONTENT if m in modalities],
-                self.id_trained, n_x, cfg.unseen_neighbors)
+                self.id_trained, n_x, cfg.unseen_neighbors, borrowers)
             self.register_buffer("neighbor_index", index, persistent=False)    # (n_items, k)
             self.register_buffer("neighbor_weight", weight, persistent=False)  # (n_items, k); rows sum to 1 or 0
 
@@ -199,9 +201,10 @@ class ItemVectors(nn.Module):
 
 
 def content_neighbours(features: list[torch.Tensor], has: list[torch.Tensor], trained: torch.Tensor, n_x: int,
-                       k: int, temperature: float = 0.05, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every item, its ``k`` most similar trained items of the same domain, never itself:
-    ``(index (n_items, k) int64, weight (n_items, k))``.
+                       k: int, borrowers: torch.Tensor | None = None, temperature: float = 0.05,
+                       chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every item (only those in ``borrowers`` when given; the others get zero weights), its ``k`` most
+    similar trained items of the same domain, never itself: ``(index (n_items, k) int64, weight (n_items, k))``.
 
     Similarity is the cosine of the items' frozen content (each modality's vector unit-normalised, the
     modalities concatenated). Weights are a softmax of cosine / ``temperature``, so a near-duplicate title
@@ -219,8 +222,9 @@ def content_neighbours(features: list[torch.Tensor], has: list[torch.Tensor], tr
         kk = min(k, pool.numel() - 1)
         if kk < 1:
             continue
-        for start in range(lo, hi, chunk):
-            rows = torch.arange(start, min(start + chunk, hi))
+        queries = torch.arange(lo, hi) if borrowers is None else lo + torch.nonzero(borrowers[lo:hi]).flatten()
+        for start in range(0, queries.numel(), chunk):
+            rows = queries[start:start + chunk]
             sims = content[rows] @ content[pool].T                                # (chunk, |pool|)
             sims[rows.unsqueeze(1) == pool.unsqueeze(0)] = -torch.inf             # never an item's own row
             top = sims.topk(kk, dim=1)

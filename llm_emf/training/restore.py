@@ -22,6 +22,10 @@ from .catalog import ITEM_ROWS, match_catalog
 from .checkpoint import STATE_FILE, check_features, features_fingerprint, load_checkpoint_config, load_state
 
 
+SWAPPABLE_UNSEEN = ("neighbor", "zero", "mean")
+UNSEEN_WEIGHT = "vectors.unseen"
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder of ``path``: itself, the one results.json names, or the newest one inside."""
     path = Path(path)
@@ -41,18 +45,29 @@ def find_checkpoint(path: str | Path) -> Path:
     return found[-1].parent
 
 
-def load_models(run: str | Path, dataset: Dataset | None = None, features_path: str | None = None
+def load_models(run: str | Path, dataset: Dataset | None = None, features_path: str | None = None,
+                unseen_id: str | None = None, unseen_neighbors: int | None = None
                 ) -> tuple[Config, Dataset, dict[int, torch.nn.Module]]:
     """(config of the run, dataset, {domain: model with that domain's best-validation state}).
 
     ``dataset`` may be another catalog than the one trained on, as long as it keeps every trained item
     (catalog.py): new items are scored from their content, read from ``features_path`` (default: the
-    run's ``model.features``, which ``llm-emf embed`` extends in place).
+    run's ``model.features``, which ``llm-emf embed`` extends in place). ``unseen_id`` (and
+    ``unseen_neighbors``) replace the run's ``model.unseen_id`` with a choice that has no trained weights
+    (neighbor, zero, mean): a trained model can be served with another rule for its cold items.
     """
     folder = find_checkpoint(run)
     cfg = load_checkpoint_config(folder)
     if features_path:
         cfg.model.features = features_path
+    swapped = unseen_id is not None and unseen_id != cfg.model.unseen_id
+    if unseen_id is not None:
+        if unseen_id not in SWAPPABLE_UNSEEN:
+            raise ConfigError(f"unseen_id: expected one of {SWAPPABLE_UNSEEN} (no trained weights) to replace the "
+                              f"run's '{cfg.model.unseen_id}', found '{unseen_id}'")
+        cfg.model.unseen_id = unseen_id
+    if unseen_neighbors is not None:
+        cfg.model.unseen_neighbors = unseen_neighbors
     dataset = dataset if dataset is not None else Dataset.read(cfg.data.output)
     state = load_state(folder)
     record = state.get("catalog")
@@ -74,7 +89,10 @@ def load_models(run: str | Path, dataset: Dataset | None = None, features_path: 
     for d, name in enumerate(dataset.meta.domains):
         model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
         weights = state["best_states"].get(name, state["model"])
-        _load_weights(model, weights if mapping is None else mapping.remap_state(weights), folder)
+        weights = weights if mapping is None else mapping.remap_state(weights)
+        if swapped:     # the run's learned unseen-item vector has no use under the new rule
+            weights = {k: v for k, v in weights.items() if not k.endswith(UNSEEN_WEIGHT)}
+        _load_weights(model, weights, folder)
         models[d] = model.eval()
     return cfg, dataset, models
 
@@ -83,7 +101,7 @@ def _load_weights(model: torch.nn.Module, weights: dict, folder: Path) -> None:
     """Strict, except for the learned unseen-item vector: a model trained with every item seen never had
     one, and on a grown catalog its new items start from zero (no ID part), which is what it knows."""
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    wrong = [k for k in missing if not k.endswith("vectors.unseen")] + list(unexpected)
+    wrong = [k for k in missing if not k.endswith(UNSEEN_WEIGHT)] + list(unexpected)
     if wrong:
         raise ConfigError(f"{folder}: expected a checkpoint of this model's architecture, found mismatched "
                           f"weights {wrong[:4]}")

@@ -105,10 +105,13 @@ def test_neighbor_mode_lends_the_row_of_the_most_similar_trained_item_of_the_sam
     rows, w = vecs.id_rows().detach(), vecs.id.weight.detach()
     assert torch.equal(rows[3], w[5]) and torch.equal(rows[12], w[9])
     assert torch.equal(rows[TRAINED], w[TRAINED])
-    assert bool(TRAINED[vecs.neighbor_index[:, 0]].all())                   # lenders are trained items
-    assert bool((vecs.neighbor_index[:, 0] != torch.arange(N_X + N_Y)).all())   # never an item itself
-    in_y = vecs.neighbor_index[:, 0] >= N_X
-    assert torch.equal(in_y, torch.arange(N_X + N_Y) >= N_X)                # same domain
+    assert torch.all(vecs.neighbor_weight[TRAINED] == 0)                    # without ID dropout: no lists
+    cfg.id_dropout = 0.5                                                     # every item borrows in training
+    vecs = ItemVectors(N_X, N_Y, cfg, ("id", "text"), feats, TRAINED)
+    lender = vecs.neighbor_index[:, 0]
+    assert bool(TRAINED[lender].all())                                      # lenders are trained items
+    assert bool((lender != torch.arange(N_X + N_Y)).all())                  # never an item itself
+    assert torch.equal(lender >= N_X, torch.arange(N_X + N_Y) >= N_X)       # of the same domain
 
 
 def test_neighbor_mode_weights_neighbours_by_similarity_and_id_dropout_borrows_too():

@@ -144,3 +144,21 @@ def test_the_checkpoint_records_its_catalog_and_which_items_training_saw(text_ru
     from llm_emf.data.cold import trained_items
     assert state["catalog"]["trained"] == trained_items(ds).tolist()
     assert torch.is_tensor(state["model"]["vectors.id.weight"])
+
+
+def test_a_trained_run_can_be_served_with_another_rule_for_its_cold_items(text_run, tmp_path):
+    run, ds, vectors = text_run
+    new_y_vector = vectors[N_X + 4] + 1e-3                       # a near-copy of a trained Kitchen item
+    grown = _grow(tmp_path, ds, vectors, np.zeros(E), new_y_vector)
+    features = str(tmp_path / "grown.parquet")
+    new_y, twin = N_X + 1 + N_Y, N_X + 1 + 4                    # indices in the grown catalog
+    _, _, zero = load_models(run, grown, features, unseen_id="zero")
+    _, _, lent = load_models(run, grown, features, unseen_id="neighbor", unseen_neighbors=1)
+    rows_zero, rows_lent = zero[1].vectors.id_rows().detach(), lent[1].vectors.id_rows().detach()
+    assert torch.all(rows_zero[new_y] == 0)
+    assert torch.equal(rows_lent[new_y], rows_lent[twin])        # borrowed from its content twin
+    known = torch.ones(len(rows_zero), dtype=torch.bool)
+    known[[N_X, new_y]] = False
+    assert torch.equal(rows_zero[known], rows_lent[known])       # trained rows are the run's, untouched
+    with pytest.raises(ConfigError, match=r"unseen_id: expected one of \('neighbor', 'zero', 'mean'\)"):
+        load_models(run, grown, features, unseen_id="learned")
