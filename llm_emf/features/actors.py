@@ -1,8 +1,9 @@
 """How the stage-1 jobs run their model actors on Ray Data: bounded retries when an actor's process dies, and
-the test-only fault point that kills one on purpose."""
+the hook point every actor calls before each batch (tests inject faults through it)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 
@@ -21,19 +22,14 @@ def map_batches_on_actors(ds, fn, **kwargs):
         return ds.map_batches(fn, **kwargs, **ACTOR_FAULT_TOLERANCE)
 
 
-# TEST-ONLY fault injection, off unless this variable names a marker file (tests/reliability sets it).
-FAULT_ACTOR_EXIT_ONCE = "LLM_EMF_FAULT_ACTOR_EXIT_ONCE"
+# Off unless this variable names a function as "module:function" (tests/faults.py sets it to kill an actor).
+ACTOR_HOOK = "LLM_EMF_ACTOR_HOOK"
 
 
 def fault_point() -> None:
-    """Test-only: the first actor call that creates the marker file named by $LLM_EMF_FAULT_ACTOR_EXIT_ONCE
-    kills its own process, as a segfault or the OOM killer would. Later calls (and every run without the
-    variable) do nothing."""
-    marker = os.environ.get(FAULT_ACTOR_EXIT_ONCE)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os._exit(1)
+    """The actor hook point: calls the function named by $LLM_EMF_ACTOR_HOOK ("module:function", imported in
+    the actor's process, no arguments) if the variable is set; without it (every run but tests) does nothing."""
+    target = os.environ.get(ACTOR_HOOK)
+    if target:
+        module, _, name = target.partition(":")
+        getattr(importlib.import_module(module), name)()

@@ -32,8 +32,8 @@ PART_EXTRA = pa.schema([("image_uri", pa.string()), ("image_status", pa.string()
 
 
 class EncoderActor(FeatureEncoder):
-    """The job's encoder actor: ``FeatureEncoder`` behind the test-only fault point (off unless a test sets
-    $LLM_EMF_FAULT_ACTOR_EXIT_ONCE)."""
+    """The job's encoder actor: ``FeatureEncoder`` behind the actor hook point (off unless a test sets
+    $LLM_EMF_ACTOR_HOOK)."""
 
     def __call__(self, batch):
         fault_point()

@@ -24,6 +24,7 @@ from llm_emf.model import make_scorer
 from llm_emf.storage import Storage, is_remote
 
 from .checkpoint import load_state
+from .hooks import TrainHook
 from .loop import train_loop_per_worker
 from .restore import load_models
 from .session import KEEP_CHECKPOINTS, LocalSession
@@ -93,17 +94,13 @@ def _check_trainable(folder: str) -> None:
                         f"none ({train.num_rows} train sequences); prepare a dataset that includes its train file")
 
 
-def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | None = None,
-          session: LocalSession | None = None,
-          kill_worker_once_at: tuple[int, int, int] | None = None) -> TrainResult:
+def train(cfg: Config, callbacks: Sequence = (), session: LocalSession | None = None,
+          hooks: Sequence[TrainHook] = ()) -> TrainResult:
     """Train ``cfg`` (dataset at ``data.output``) and test it; see the module docstring.
 
-    ``callbacks`` go to Ray Train's RunConfig (e.g. Tune's TuneReportCallback); ``session`` replaces the
-    in-process session in local mode (e.g. one that also reports to Tune). Two test-only faults, each
-    injected once per run folder: ``fail_once_after_epoch`` raises in every worker after that epoch's
-    checkpoint; ``kill_worker_once_at=(epoch, step, rank)`` SIGKILLs that worker's process while it takes
-    batch ``step`` (1-based) of ``epoch`` (1-based), i.e. mid-epoch. In local mode (rank 0) that process is
-    the caller's own: a driver killed mid-epoch (run it in a subprocess).
+    ``callbacks`` go to Ray Train's RunConfig (driver side, e.g. Tune's TuneReportCallback); ``session``
+    replaces the in-process session in local mode (e.g. one that also reports to Tune); ``hooks`` are
+    TrainHook objects run inside every training worker (hooks.py; tests/faults.py injects faults with them).
     """
     cfg = copy.deepcopy(cfg)                       # paths and run name are filled in below
     cfg.validate()
@@ -119,27 +116,15 @@ def train(cfg: Config, callbacks: Sequence = (), fail_once_after_epoch: int | No
     storage = Storage(cfg.train.storage)
     run_dir = storage.path(run_name)
     loop_config = {"cfg": to_dict(cfg), "run_dir": run_dir}   # run_dir: where resume looks for checkpoints
-    if fail_once_after_epoch is not None:
-        loop_config.update(fail_once_after_epoch=fail_once_after_epoch,
-                           fail_marker=str(Path(run_dir) / "injected_failure.txt"))
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    if kill_worker_once_at is not None:
-        loop_config.update(kill_once_at=list(kill_worker_once_at),
-                           kill_marker=str(Path(run_dir) / "injected_kill.txt"))
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if hooks:
+        loop_config["hooks"] = list(hooks)
 
     if cfg.train.num_workers == 0:
         if is_remote(cfg.train.storage):
             raise ConfigError(f"train.storage: local mode (train.num_workers=0) expects a local path, found "
                               f"'{cfg.train.storage}'; use train.num_workers>=1 for remote storage")
         session = session or LocalSession(run_dir, cfg.train.use_gpu)
-        try:
-            train_loop_per_worker(loop_config, session=session)
-        except RuntimeError as e:
-            if fail_once_after_epoch is None or "injected failure" not in str(e):
-                raise
-            # Local mode has no worker group to restart: resume in-process, as Ray's FailureConfig would.
-            train_loop_per_worker(loop_config, session=LocalSession(run_dir, cfg.train.use_gpu))
+        train_loop_per_worker(loop_config, session=session)
         checkpoint = str(session.latest_path())
     else:
         if session is not None:

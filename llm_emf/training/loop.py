@@ -3,7 +3,8 @@
 ``train_loop_per_worker({"cfg": <Config as a dict>})`` reads the prepared dataset, builds the model,
 resumes from the latest checkpoint if there is one, and per epoch: trains on its shard of the training
 sequences, validates (rank 0, through ``llm_emf.evaluation``), reports metrics and a checkpoint, and
-stops early when validation MRR stops improving. Ray touch-points are in ``session.py``.
+stops early when validation MRR stops improving. Ray touch-points are in ``session.py``; ``config["hooks"]``
+(optional) holds TrainHook objects called at train start, batch start and epoch end (``hooks.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from llm_emf.model.batch import sequences_of
 from .catalog import catalog_record
 from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
                          save_checkpoint, seed_everything, set_rng_state)
+from .hooks import WorkerContext
 from .selection import Selection, flat_metrics
 
 VALID_PROTOCOLS = ("sampled", "full")
@@ -57,13 +58,16 @@ def build_optimizer(model: torch.nn.Module, cfg: Config):
 
 
 def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cfg: Config, device,
-                desc: str = "train") -> float:
-    """One pass over ``indices``; returns the mean loss per supervised position (this worker)."""
+                desc: str = "train", before_batch=None) -> float:
+    """One pass over ``indices``; returns the mean loss per supervised position (this worker).
+    ``before_batch(step)``, if given, is called before each batch is built (``step`` 1-based)."""
     model.train()
     inner = model.module if hasattr(model, "module") else model
     total, count = 0.0, 0
     starts = range(0, len(indices), cfg.train.batch_size)
-    for start in tqdm(starts, desc=desc, mininterval=10, disable=None, leave=False):
+    for step, start in enumerate(tqdm(starts, desc=desc, mininterval=10, disable=None, leave=False), 1):
+        if before_batch is not None:
+            before_batch(step)
         rows = indices[start:start + cfg.train.batch_size]
         batch = inner.build_training_batch(train_seqs.take(rows)).to(device)
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
@@ -95,15 +99,15 @@ def _broadcast_flag(flag: bool, world_size: int) -> bool:
 
 
 def train_loop_per_worker(config: dict, session=None) -> None:
-    """Train one worker. ``config["cfg"]`` is the Config as a dict; ``config.get("fail_once_after_epoch")``
-    (with ``config["fail_marker"]``) injects one crash, ``config.get("kill_once_at")`` one SIGKILL mid-epoch
-    (faults.py), to test recovery."""
-    from .faults import epoch_sequences, note_start
+    """Train one worker. ``config["cfg"]`` is the Config as a dict; ``config.get("hooks")`` a list of
+    TrainHook objects (hooks.py)."""
     from .session import RaySession
 
     cfg = config_from_dict(config["cfg"])
     session = session or RaySession(config.get("run_dir"))
     rank, world = session.rank, session.world_size
+    hooks = list(config.get("hooks", ()))
+    where = WorkerContext(config.get("run_dir"), rank, world)
     seed_everything(cfg.seed)
 
     dataset = Dataset.read(cfg.data.output)
@@ -127,7 +131,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             set_rng_state(state["rng"])
             selection = Selection.from_state(state["selection"])
             history, best_states, start_epoch = list(state["history"]), dict(state["best_states"]), state["epoch"]
-    note_start(config, rank, start_epoch)
+    for hook in hooks:
+        hook.on_train_start(where, start_epoch)
     model = session.prepare_model(model)
     inner = model.module if hasattr(model, "module") else model
     device = session.device
@@ -145,8 +150,9 @@ def train_loop_per_worker(config: dict, session=None) -> None:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
         indices = shard_indices(len(train_seqs.starts), cfg.seed, epoch, rank, world)
         started = time.perf_counter()
-        loss = train_epoch(model, optimizer, scheduler, epoch_sequences(config, train_seqs, epoch, rank), indices,
-                           cfg, device, desc=f"epoch {epoch + 1}")
+        before_batch = _batch_hooks(hooks, where, epoch + 1) if hooks else None
+        loss = train_epoch(model, optimizer, scheduler, train_seqs, indices, cfg, device, desc=f"epoch {epoch + 1}",
+                           before_batch=before_batch)
         loss = _all_reduce_mean(loss, len(indices), world)
         train_s = time.perf_counter() - started
         epoch += 1
@@ -167,9 +173,15 @@ def train_loop_per_worker(config: dict, session=None) -> None:
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
                            best_states, epoch, cfg, recorded)
-        if config.get("fail_once_after_epoch") == epoch and not Path(config["fail_marker"]).exists():
-            Path(config["fail_marker"]).write_text(f"injected failure after epoch {epoch}\n")
-            raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
+        for hook in hooks:
+            hook.on_epoch_end(where, epoch, metrics)
+
+
+def _batch_hooks(hooks: list, where: WorkerContext, epoch: int):
+    def before_batch(step: int) -> None:
+        for hook in hooks:
+            hook.on_batch_start(where, epoch, step)
+    return before_batch
 
 
 def epoch_line(metrics: dict, valid: dict, cfg, n_sequences: int, train_s: float, total_s: float) -> str:

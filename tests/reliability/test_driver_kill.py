@@ -16,18 +16,19 @@ from llm_emf.training import train
 from train_tiny_dataset import tiny_dataset, tiny_train_config
 
 pytestmark = pytest.mark.unit          # ~10 s: two short training subprocesses, no Ray
-TRAINING_TESTS = Path(__file__).resolve().parents[1] / "training"
+TESTS = Path(__file__).resolve().parents[1]
 
 # The same command each time; the kill is injected once per run folder (a marker file), so the first
 # process dies while taking batch 2 of epoch 2 and the second runs to the end.
 COMMAND = """
 import sys, torch
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {tests!r} + "/training"]
 from pathlib import Path
+from faults import KillWorkerOnceAt
 from train_tiny_dataset import tiny_train_config
 from llm_emf.training import train
 torch.set_num_threads(1)
-train(tiny_train_config(Path({tmp!r}), epochs=3, run_name="killed"), kill_worker_once_at=(2, 2, 0))
+train(tiny_train_config(Path({tmp!r}), epochs=3, run_name="killed"), hooks=[KillWorkerOnceAt(epoch=2, step=2, rank=0)])
 """
 
 
@@ -37,7 +38,7 @@ def as_json(value):
 
 def test_rerunning_a_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     tiny_dataset().write(tmp_path / "dataset")
-    command = [sys.executable, "-c", COMMAND.format(tests=str(TRAINING_TESTS), tmp=str(tmp_path))]
+    command = [sys.executable, "-c", COMMAND.format(tests=str(TESTS), tmp=str(tmp_path))]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     run = tmp_path / "runs" / "killed"

@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_emf.cli.main import main
-from llm_emf.features.actors import FAULT_ACTOR_EXIT_ONCE, map_batches_on_actors
+from llm_emf.features.actors import map_batches_on_actors
 from llm_emf.features.jobio import parts_folder
+
+from faults import actor_hook_env
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +126,7 @@ def test_embed_job_survives_an_encoder_actor_that_dies(catalog, reference, tmp_p
     output, marker = tmp_path / "out" / "features.parquet", tmp_path / "actor-crashed"
     command = [sys.executable, "-m", "llm_emf.cli.main", *embed_argv(catalog, output, tmp_path / "summary.json")]
     job = subprocess.run(command, capture_output=True, timeout=300,
-                         env=child_env(**{FAULT_ACTOR_EXIT_ONCE: str(marker)}))
+                         env=child_env(**actor_hook_env(marker)))
     assert job.returncode == 0, job.stderr.decode()[-3000:]
     assert marker.exists()                        # the fault point did fire: the actor's process exited
     summary = json.loads((tmp_path / "summary.json").read_text())

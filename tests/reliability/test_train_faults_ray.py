@@ -11,6 +11,7 @@ import pytest
 from llm_emf.training import train
 from llm_emf.training.checkpoint import STATE_FILE
 
+from faults import KillWorkerOnceAt
 from train_tiny_dataset import tiny_dataset, tiny_train_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,7 +43,7 @@ def assert_same_run(result, reference) -> None:
 
 def test_worker_process_killed_mid_epoch_resumes_from_the_latest_checkpoint(workdir, uninterrupted):
     # rank 1 is SIGKILLed while taking batch 2 of epoch 2 (each rank has 3 batches per epoch here)
-    killed = train(ray_config(workdir, run_name="killed"), kill_worker_once_at=(2, 2, 1))
+    killed = train(ray_config(workdir, run_name="killed"), hooks=[KillWorkerOnceAt(epoch=2, step=2, rank=1)])
     notes = (Path(killed.run_dir) / "injected_kill.txt").read_text().splitlines()
     assert notes[0] == "SIGKILL of rank 1 at step 2 of epoch 2"
     # Ray Train (FailureConfig max_failures=1) restarted both workers from epoch 1's checkpoint, not from scratch

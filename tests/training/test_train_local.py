@@ -9,6 +9,7 @@ import torch
 from llm_emf.training import shard_indices, train
 from llm_emf.training.checkpoint import load_state
 
+from faults import FailOnceAfterEpoch
 from train_tiny_dataset import tiny_train_config
 
 pytestmark = pytest.mark.unit
@@ -51,7 +52,11 @@ def test_same_seed_gives_identical_metrics(tmp_path, dataset_dir):
 
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset_dir):
     full = train(tiny_train_config(tmp_path, epochs=2, run_name="full"))
-    crashed = train(tiny_train_config(tmp_path, epochs=2, run_name="crash"), fail_once_after_epoch=1)
+    crash = tiny_train_config(tmp_path, epochs=2, run_name="crash")
+    with pytest.raises(RuntimeError, match="injected failure after epoch 1"):
+        train(crash, hooks=[FailOnceAfterEpoch(1)])
+    # local mode has no worker group to restart: the same run again resumes, as Ray's FailureConfig would
+    crashed = train(crash, hooks=[FailOnceAfterEpoch(1)])
     assert (Path(crashed.run_dir) / "injected_failure.txt").exists()
     # driver restart: a first run stopped after 1 epoch, then the same run name continues it
     train(tiny_train_config(tmp_path, epochs=1, run_name="restart"))

@@ -8,6 +8,7 @@ import pytest
 from llm_emf.training import train
 from llm_emf.training.checkpoint import load_state
 
+from faults import FailOnceAfterEpoch
 from train_tiny_dataset import tiny_train_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,7 +26,7 @@ def local_ray():
 def test_two_worker_ddp_trains_reports_and_recovers_from_a_worker_failure(tmp_path, dataset_dir, local_ray):
     cfg = tiny_train_config(tmp_path, epochs=2, num_workers=2, cpus_per_worker=0.5, max_failures=1,
                             run_name="ddp")
-    result = train(cfg, fail_once_after_epoch=1)
+    result = train(cfg, hooks=[FailOnceAfterEpoch(1)])
     # the injected crash happened after epoch 1 and Ray restarted the worker group from that checkpoint
     assert (Path(result.run_dir) / "injected_failure.txt").exists()
     assert [h["epoch"] for h in result.history] == [1, 2]
