@@ -31,6 +31,22 @@ import pyarrow.parquet as pq
 SPLITS = ("train", "valid", "test")
 DOMAIN_X, DOMAIN_Y = 0, 1
 
+
+# Item indices are dense with the X items first: [0, n_x) is X, [n_x, n_x + n_y) is Y. These say so once.
+def in_domain(items, n_x: int, domain: int):
+    """Elementwise: which of ``items`` (item indices, numpy or torch) belong to ``domain``."""
+    return items >= n_x if domain == DOMAIN_Y else items < n_x
+
+
+def domain_of(items: np.ndarray, n_x: int) -> np.ndarray:
+    """(N,) DOMAIN_X / DOMAIN_Y of each item index."""
+    return np.where(in_domain(items, n_x, DOMAIN_Y), DOMAIN_Y, DOMAIN_X)
+
+
+def domain_slice(n_x: int, n_y: int, domain: int) -> slice:
+    """The item indices of ``domain``, as a slice of the item table."""
+    return slice(0, n_x) if domain == DOMAIN_X else slice(n_x, n_x + n_y)
+
 ITEM_SCHEMA = pa.schema([
     pa.field("item_index", pa.int32(), nullable=False),   # dense id used by the model
     pa.field("item_id", pa.string(), nullable=False),     # the source's identifier (ASIN, number)

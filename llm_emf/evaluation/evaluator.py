@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.cold import KINDS, trained_items
-from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, fingerprint
+from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, domain_of, domain_slice, fingerprint
 from .metrics import metrics_from_ranks, target_ranks
 from .negatives import load_or_create_negatives, negatives_path
 from .result import EvalResult
@@ -99,7 +99,7 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
     n_x, n_y = dataset.n_x, dataset.n_y
     rows = dataset.split(split)
     targets = split_targets(rows, split, dataset.n_items)                   # (N,)
-    case_domain = np.where(targets < n_x, DOMAIN_X, DOMAIN_Y)                # (N,)
+    case_domain = domain_of(targets, n_x)                                    # (N,)
     fp = dataset.meta.fingerprint or fingerprint(dataset.items, dataset.sequences)
 
     negatives, neg_path = None, None
@@ -112,7 +112,9 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
     names = result_domain_names(dataset.meta.domains)
     ranks = {p: {} for p in protocols}
     n_cand = {p: {} for p in protocols}
-    for domain, (lo, size) in ((DOMAIN_X, (0, n_x)), (DOMAIN_Y, (n_x, n_y))):
+    for domain in (DOMAIN_X, DOMAIN_Y):
+        items = domain_slice(n_x, n_y, domain)
+        lo, size = items.start, items.stop - items.start
         cases = np.flatnonzero(case_domain == domain)                         # row indices of this domain
         k = min(cfg.eval.n_negatives, size - 1)
         found = {p: [] for p in protocols}

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.data.schema import SPLITS, DataError
+from llm_emf.data.schema import DOMAIN_X, SPLITS, DataError, domain_of, domain_slice, in_domain
 
 NEGATIVES_SCHEMA = pa.schema([
     pa.field("user_id", pa.string(), nullable=False),
@@ -53,7 +53,8 @@ def sample_negatives(user_ids: list[str], targets: np.ndarray, n_x: int, n_y: in
     rows = []
     for user_id, target in tqdm(zip(user_ids, targets.tolist()), total=len(user_ids), mininterval=5,
                                 disable=None, desc=f"sampling {split} negatives"):
-        lo, size = (0, n_x) if target < n_x else (n_x, n_y)
+        items = domain_slice(n_x, n_y, int(domain_of(np.array(target), n_x)))
+        lo, size = items.start, items.stop - items.start
         k = min(n_negatives, size - 1)
         draw = _case_rng(seed, split, user_id).choice(size - 1, size=k, replace=False)   # (k,) in [0, size-1)
         draw[draw >= target - lo] += 1                                 # skip the target's local index
@@ -107,7 +108,7 @@ def aligned_negatives(table: pa.Table, path: Path, user_ids: list[str], targets:
 
     file_targets = table.column("target").to_numpy()[file_rows].astype(np.int64)     # (N,)
     out, lens = padded[file_rows], lengths[file_rows]                                 # (N, k_max), (N,)
-    in_x = targets < n_x                                                              # (N,)
+    in_x = in_domain(targets, n_x, DOMAIN_X)                                          # (N,)
     expected_k = np.minimum(n_negatives, np.where(in_x, n_x, n_y) - 1)
     used = out >= 0
     lo, hi = np.where(in_x, 0, n_x), np.where(in_x, n_x, n_x + n_y)

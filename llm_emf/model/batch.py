@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from llm_emf.data.schema import in_domain
+
 PAD = -1
 
 
@@ -116,18 +118,18 @@ def mixed_batch(inputs: Ragged, n_x: int, L: int, targets: Ragged | None = None)
     items = inputs.window(L)                                                   # (B, L)
     seqs, lasts, times = [], [], []
     for domain in (0, 1):
-        in_domain = (inputs.values >= n_x) if domain else (inputs.values < n_x)   # (N,)
-        count = inputs.running_count(in_domain)                                # (N,) D-items so far in row
+        in_d = in_domain(inputs.values, n_x, domain)                          # (N,)
+        count = inputs.running_count(in_d)                                     # (N,) D-items so far in row
         n_dom = np.zeros(len(inputs.starts), dtype=np.int64)
         nonempty = inputs.lengths > 0
         n_dom[nonempty] = count[inputs.ends[nonempty] - 1]                      # D-items in each row
-        seqs.append(inputs.filter(in_domain).window(L))                        # (B, L)
+        seqs.append(inputs.filter(in_d).window(L))                             # (B, L)
         win_count = inputs.window(L, count)                                    # (B, L), PAD where padded
         col = L - 1 - (n_dom[:, None] - win_count)                             # single-domain column
         last = np.where((items != PAD) & (win_count > 0) & (col >= 0), col, PAD)
         lasts.append(last)
         time = np.full((len(items), L), PAD, dtype=np.int64)
-        win_dom = inputs.window(L, in_domain.astype(np.int64)) == 1
+        win_dom = inputs.window(L, in_d.astype(np.int64)) == 1
         rows, cols = np.nonzero(win_dom & (last != PAD))
         time[rows, last[rows, cols]] = cols                                    # inverse of `last` on D items
         times.append(time)
@@ -164,8 +166,7 @@ def single_domain_batch(sequences: Ragged, n_x: int, domain: int, L: int, traini
     D-only subsequence (every D target once). Evaluation: ``sequences`` are already the inputs; all their
     D-items form the window and targets is None.
     """
-    in_domain = (sequences.values >= n_x) if domain else (sequences.values < n_x)
-    only = sequences.filter(in_domain)
+    only = sequences.filter(in_domain(sequences.values, n_x, domain))
     if not training:
         return torch.from_numpy(only.window(L)), None
     only = supervision_windows(only, L)

@@ -12,11 +12,14 @@ valid positions whose next item is in D, summed over X and Y.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from llm_emf.config.model import ModelConfig
+from llm_emf.data.schema import domain_slice, in_domain
 
 from .batch import PAD, MixedBatch, Ragged, mixed_batch, training_batch
 from .features import ItemFeatures
@@ -25,6 +28,14 @@ from .items import EarlyFusion, FusionWeight, ItemVectors
 from .network import PreferenceNetwork
 
 MISSING = -1.0e4   # finite "minus infinity": keeps bf16 and all-missing domains free of NaN
+
+
+class Stream(NamedTuple):
+    """One preference network's pass: early fusion has one stream (``fused``), late fusion one per modality."""
+    modality: str
+    items: torch.Tensor             # (n_items, q) item vectors the states are scored against
+    mixed: torch.Tensor             # (B, L, q) H^{X+Y}, states of the interleaved sequence
+    domains: list[torch.Tensor]     # [h^X, h^Y], each (B, L, q): single-domain states (with cross-attention)
 
 
 def modalities_of(cfg: ModelConfig) -> tuple[str, ...]:
@@ -54,31 +65,29 @@ class LLMEMF(nn.Module):
 
     # -- domain helpers ------------------------------------------------------------------------
     def domain_slice(self, domain: int) -> slice:
-        return slice(0, self.n_x) if domain == 0 else slice(self.n_x, self.n_x + self.n_y)
+        return domain_slice(self.n_x, self.n_y, domain)
 
-    def _streams(self, batch: MixedBatch) -> list[tuple[str, torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
-        """One (modality, item vectors, H, [h^X, h^Y]) per stream: a single fused one for early fusion."""
+    def _streams(self, batch: MixedBatch) -> list[Stream]:
+        """One stream per preference network: a single fused one for early fusion."""
         if self.cfg.fusion == "early":
             vecs = self.fusion()
-            return [("fused", vecs, *self.net(vecs, batch))]
+            return [Stream("fused", vecs, *self.net(vecs, batch))]
         out = []
         for m in self.modalities:
             vecs = self.vectors.modality(m)
-            out.append((m, vecs, *self.nets[m](vecs, batch)))
+            out.append(Stream(m, vecs, *self.nets[m](vecs, batch)))
         return out
 
     def _log_probs(self, streams, states_of, domain: int) -> torch.Tensor:
         """(N, n_D) log-probabilities over domain D's items; ``states_of(stream) -> (N, q)``."""
         sl = self.domain_slice(domain)
         if self.cfg.fusion == "early":
-            _, vecs, *_ = streams[0]
-            return F.log_softmax(states_of(streams[0]) @ vecs[sl].T, dim=-1)
+            return F.log_softmax(states_of(streams[0]) @ streams[0].items[sl].T, dim=-1)
         parts, log_weights = [], []
         for stream in streams:
-            m, vecs = stream[0], stream[1]
-            has = self.vectors.has(m)[sl]                                       # (n_D,)
-            logits = (states_of(stream) @ vecs[sl].T).float().masked_fill(~has, MISSING)
-            w = self.late_weights[m]().clamp(min=1e-6)
+            has = self.vectors.has(stream.modality)[sl]                         # (n_D,)
+            logits = (states_of(stream) @ stream.items[sl].T).float().masked_fill(~has, MISSING)
+            w = self.late_weights[stream.modality]().clamp(min=1e-6)
             parts.append(F.log_softmax(logits, dim=-1) + torch.log(w) + (~has).float() * MISSING)
             log_weights.append(torch.log(w))
         mixture = torch.logsumexp(torch.stack(parts), dim=0)                    # (N, n_D)
@@ -92,36 +101,35 @@ class LLMEMF(nn.Module):
         """Returns (loss, number of supervised positions)."""
         streams = self._streams(batch)
         targets = batch.targets                                                 # (B, L)
-        loss = streams[0][2].sum() * 0.0                                        # keeps every branch in the graph
+        loss = streams[0].mixed.sum() * 0.0                                     # keeps every branch in the graph
         n = torch.zeros((), dtype=torch.long, device=targets.device)
         for d in (0, 1):
-            in_d = (targets >= self.n_x) if d else ((targets != PAD) & (targets < self.n_x))   # (B, L)
+            in_d = (targets != PAD) & in_domain(targets, self.n_x, d)               # (B, L)
             if not bool(in_d.any()):
-                loss = loss + sum(s[3][d].sum() for s in streams) * 0.0
+                loss = loss + sum(s.domains[d].sum() for s in streams) * 0.0
                 continue
             y = targets[in_d] - self.domain_slice(d).start                    # (N,)
             if self.cfg.fusion == "early" and self.cfg.fused_loss:
                 loss = loss + self._fused_domain_loss(streams[0], in_d, y, d)
                 n = n + in_d.sum()
                 continue
-            specific = self._log_probs(streams, lambda s: s[3][d][in_d], d)   # (N, n_D)
+            specific = self._log_probs(streams, lambda s: s.domains[d][in_d], d)   # (N, n_D)
             loss = loss + F.nll_loss(specific.float(), y)
             if self.cfg.loss_weight > 0:                    # the item matmul dominates the step: skip it when unused
-                shared = self._log_probs(streams, lambda s: s[2][in_d], d)
+                shared = self._log_probs(streams, lambda s: s.mixed[in_d], d)
                 loss = loss + self.cfg.loss_weight * F.nll_loss(shared.float(), y)
             n = n + in_d.sum()
         return loss, n
 
-    def _fused_domain_loss(self, stream, in_d: torch.Tensor, y: torch.Tensor, domain: int) -> torch.Tensor:
+    def _fused_domain_loss(self, stream: Stream, in_d: torch.Tensor, y: torch.Tensor, domain: int) -> torch.Tensor:
         """The specific and shared terms of early fusion in one chunked softmax pass (same items)."""
-        _, vecs, mixed, combined = stream
-        rows, weights = [combined[domain][in_d]], [1.0]                       # (N, q)
+        rows, weights = [stream.domains[domain][in_d]], [1.0]                 # (N, q)
         if self.cfg.loss_weight > 0:
-            rows.append(mixed[in_d])
+            rows.append(stream.mixed[in_d])
             weights.append(self.cfg.loss_weight)
         n = y.shape[0]
         row_weights = torch.cat([torch.full((n,), w / n, device=y.device) for w in weights])
-        return linear_cross_entropy(torch.cat(rows), vecs[self.domain_slice(domain)], y.repeat(len(rows)),
+        return linear_cross_entropy(torch.cat(rows), stream.items[self.domain_slice(domain)], y.repeat(len(rows)),
                                     row_weights)
 
     # -- inference --------------------------------------------------------------------------------
@@ -133,9 +141,9 @@ class LLMEMF(nn.Module):
         """(B, n_D) scores over all items of ``domain`` from the state after each row's last item."""
         streams = self._streams(batch)
         if self.cfg.fusion == "early":
-            _, vecs, _, combined = streams[0]
-            return combined[domain][:, -1] @ vecs[self.domain_slice(domain)].T
-        return self._log_probs(streams, lambda s: s[3][domain][:, -1], domain)
+            fused = streams[0]
+            return fused.domains[domain][:, -1] @ fused.items[self.domain_slice(domain)].T
+        return self._log_probs(streams, lambda s: s.domains[domain][:, -1], domain)
 
 
 def _init_weights(module: nn.Module) -> None:

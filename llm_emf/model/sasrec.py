@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llm_emf.config.model import ModelConfig
+from llm_emf.data.schema import domain_slice
 
 from .batch import PAD, Ragged, single_domain_batch
 from .features import ItemFeatures
@@ -46,7 +47,7 @@ class SASRecPair(nn.Module):
         self.apply(_init_weights)
 
     def domain_slice(self, domain: int) -> slice:
-        return slice(0, self.n_x) if domain == 0 else slice(self.n_x, self.n_x + self.n_y)
+        return domain_slice(self.n_x, self.n_y, domain)
 
     def build_training_batch(self, sequences: Ragged) -> DomainBatch:
         pairs = [single_domain_batch(sequences, self.n_x, d, self.max_len, training=True) for d in (0, 1)]
