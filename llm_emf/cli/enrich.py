@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     from llm_emf.features.enrich import run_enrich
-    from llm_emf.features.jobio import domain_names
+    from llm_emf.features.catalog import domain_names
 
     items = catalog_path(cfg, args)
     summary = run_enrich(cfg, items, domain_names(items, (cfg.data.domain_x or "X", cfg.data.domain_y or "Y")))

@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 from llm_emf.config import Config
 from llm_emf.data.schema import DataError
 from llm_emf.features.actors import fault_point, map_batches_on_actors
+from llm_emf.features.catalog import read_catalog
 from llm_emf.features.encoders import MINILM_NAME, FeatureEncoder, clip_image_size, clip_label
 from llm_emf.features.images import FetchPolicy, ImageLoader
-from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash, table_blocks,
-                                   write_durably, write_stream)
 from llm_emf.features.schema import ENRICHED_SCHEMA, FEATURE_SCHEMA
+from llm_emf.hashing import stable_hash
+from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_durably, write_stream
 from llm_emf.ray_local import ensure_ray
 
 PROBLEM_SCHEMA = pa.schema([("item_id", pa.string()), ("image_uri", pa.string()), ("status", pa.string()),
@@ -83,8 +84,8 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
     rows = pa.table({"item_id": ids, "domain": pa.array(domains, pa.int8()), "text": pa.array(texts, pa.string()),
                      "image_uri": pa.array(uris, pa.string()), "prompt_version": pa.array(versions, pa.string()),
                      "content_hash": hashes})
-    todo_mask, cached = split_cached(rows.column("content_hash"), Path(ec.output), "content_hash", FEATURE_SCHEMA,
-                                     extra=PART_EXTRA)
+    out = JobOutput(Path(ec.output), FEATURE_SCHEMA, "content_hash", extra=PART_EXTRA)
+    todo_mask, cached = split_cached(rows.column("content_hash"), out)
     todo = rows.filter(todo_mask)
     summary.skipped_cached = cached.num_rows
     problems: list[dict] = []
@@ -119,7 +120,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
             yield batch.append_column("text_model", pa.array([text_model] * n, pa.string())) \
                        .append_column("image_model", pa.array([image_model] * n, pa.string()))
 
-    side = Path(ec.output).with_name(Path(ec.output).stem + ".image_problems.parquet")
+    side = out.path.with_name(out.path.stem + ".image_problems.parquet")
 
     def write_problems() -> None:
         table = image_problems(cached, side, problems, ec.use_images)
@@ -129,8 +130,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
         else:
             side.unlink(missing_ok=True)
 
-    write_stream(batches(), cached, FEATURE_SCHEMA, Path(ec.output), summary, None, total=todo.num_rows,
-                 extra=PART_EXTRA, before_publish=write_problems)
+    write_stream(batches(), cached, out, summary, total=todo.num_rows, before_publish=write_problems)
     return summary
 
 

@@ -15,11 +15,12 @@ import pyarrow.compute as pc
 
 from llm_emf.config import Config, ConfigError
 from llm_emf.features.actors import map_batches_on_actors
+from llm_emf.features.catalog import read_catalog
 from llm_emf.features.generation import TransformersEnricher, strip_reasoning
-from llm_emf.features.jobio import (JobSummary, read_catalog, split_cached, stable_hash,
-                                   table_blocks, write_stream)
 from llm_emf.features.prompts import load_template
 from llm_emf.features.schema import ENRICHED_SCHEMA
+from llm_emf.hashing import stable_hash
+from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_stream
 from llm_emf.ray_local import ensure_ray
 
 
@@ -81,7 +82,8 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
     if ec.limit:
         catalog = catalog.slice(0, ec.limit)
     rows = prompt_table(catalog, cfg, domains)
-    todo_mask, cached = split_cached(rows.column("cache_key"), Path(ec.output), "cache_key", ENRICHED_SCHEMA)
+    out = JobOutput(Path(ec.output), ENRICHED_SCHEMA, "cache_key", is_failed=lambda t: pc.is_valid(t.column("error")))
+    todo_mask, cached = split_cached(rows.column("cache_key"), out)
     todo = rows.filter(todo_mask)
     summary = JobSummary("enrich", total=rows.num_rows, skipped_cached=cached.num_rows)
     summary.count("no_title", pc.sum(pc.invert(todo.column("has_title"))).as_py() or 0)
@@ -114,7 +116,6 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
             tokens[0] += pc.sum(batch.column("n_new_tokens")).as_py() or 0
             yield batch
 
-    write_stream(batches(), cached, ENRICHED_SCHEMA, Path(ec.output), summary,
-                 lambda t: pc.is_valid(t.column("error")), total=todo.num_rows)
+    write_stream(batches(), cached, out, summary, total=todo.num_rows)
     summary.count("new_tokens", tokens[0])
     return summary

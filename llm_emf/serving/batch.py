@@ -3,7 +3,7 @@
 Users are streamed through an actor pool; each actor loads the trained run once (``load_models``) and
 scores a batch of histories for both domains at a time. Output is one Parquet row per (user, domain),
 written the way the feature jobs write: every finished batch is a durable part file, so a killed job
-rerun with the same arguments recomputes only the users it had not finished (``jobio.write_stream``).
+rerun with the same arguments recomputes only the users it had not finished (``llm_emf.jobs.write_stream``).
 The history fed to the model is everything the split holds for the user, target included: what a live
 system would know when it refreshes that user's recommendations.
 """
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
-from llm_emf.features.jobio import JobSummary, split_cached, table_blocks, write_stream
+from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_stream
 from llm_emf.ray_local import ensure_ray
 from llm_emf.training.checkpoint import load_checkpoint_config
 from llm_emf.training.restore import find_checkpoint, load_models, top_k
@@ -97,7 +97,8 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
     summary = JobSummary("recommend", total=users.num_rows, unit="users")
     ids = users.column("user_id").to_pylist()
     requests = pa.array([f"{name}:{u}" for name in dataset.meta.domains for u in ids])     # domain-major
-    todo_mask, cached = split_cached(requests, output, "request", RECOMMENDATION_SCHEMA)
+    out = JobOutput(output, RECOMMENDATION_SCHEMA, "request")
+    todo_mask, cached = split_cached(requests, out)
     # A user is redone unless both of its rows are there (they are written together, so normally both or none).
     missing = np.asarray(todo_mask.to_numpy(zero_copy_only=False)).reshape(2, len(ids)).any(axis=0)
     todo = users.filter(pa.array(missing))
@@ -115,7 +116,7 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
         yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
 
     # write_stream counts rows; one user is one row per domain, so report users.
-    write_stream(batches(), cached, RECOMMENDATION_SCHEMA, output, summary, None, total=2 * todo.num_rows)
+    write_stream(batches(), cached, out, summary, total=2 * todo.num_rows)
     summary.done //= 2
     _write_manifest(output, run, dataset, split, k, exclude_seen, summary)
     return summary

@@ -9,7 +9,7 @@ import pytest
 from llm_emf.config import ConfigError
 from llm_emf.data.schema import ITEM_SCHEMA, DataError
 from llm_emf.features import model_source
-from llm_emf.features.jobio import read_catalog
+from llm_emf.features.catalog import read_catalog
 
 
 def _items(rows):

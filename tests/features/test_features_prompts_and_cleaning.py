@@ -6,7 +6,7 @@ import pytest
 
 from llm_emf.config import ConfigError
 from llm_emf.features.generation import strip_reasoning
-from llm_emf.features.jobio import stable_hash
+from llm_emf.hashing import stable_hash
 from llm_emf.features.prompts import load_template
 
 pytestmark = pytest.mark.unit

@@ -19,7 +19,7 @@ import pytest
 
 from llm_emf.cli.main import main
 from llm_emf.features.actors import map_batches_on_actors
-from llm_emf.features.jobio import parts_folder
+from llm_emf.jobs import parts_folder
 
 from faults import actor_hook_env
 
@@ -72,15 +72,15 @@ def assert_same_table(output: Path, reference: Path) -> None:
 STALL_AFTER_PARTS = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import llm_emf.features.jobio as jobio
-    real_write_part, written = jobio.write_part, []
+    import llm_emf.jobs.parts as parts
+    real_write_part, written = parts.write_part, []
     def write_part_then_stall(*args, **kwargs):
         written.append(real_write_part(*args, **kwargs))
         if len(written) == 2:
             Path({marker!r}).touch()
             time.sleep(600)
         return written[-1]
-    jobio.write_part = write_part_then_stall
+    parts.write_part = write_part_then_stall
     from llm_emf.cli.main import main
     sys.exit(main({argv!r}))
 """)

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_emf.features import enrich as enrich_module
-from llm_emf.features.jobio import JobSummary, parts_folder, split_cached, write_part, write_stream
+from llm_emf.jobs import JobOutput, JobSummary, parts_folder, split_cached, write_stream
+from llm_emf.jobs.parts import write_part
 
 SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64()),
                     pa.field("error", pa.string())])
@@ -30,7 +31,8 @@ def compute(keys: list[str]) -> pa.Table:
 
 
 def run_job(output: Path, fail_after_batches: int | None = None, batch_size: int = 3) -> tuple[JobSummary, list]:
-    todo_mask, cached = split_cached(KEYS, output, "key", SCHEMA)
+    out = JobOutput(output, SCHEMA, "key", is_failed=lambda t: pa.compute.is_valid(t.column("error")))
+    todo_mask, cached = split_cached(KEYS, out)
     todo = KEYS.filter(todo_mask).to_pylist()
     processed: list[str] = []
 
@@ -42,8 +44,7 @@ def run_job(output: Path, fail_after_batches: int | None = None, batch_size: int
             yield compute(todo[i:i + batch_size])
 
     summary = JobSummary("test", total=len(todo), skipped_cached=cached.num_rows)
-    write_stream(batches(), cached, SCHEMA, output, summary, lambda t: pa.compute.is_valid(t.column("error")),
-                 total=len(todo))
+    write_stream(batches(), cached, out, summary, total=len(todo))
     return summary, processed
 
 

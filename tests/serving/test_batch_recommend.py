@@ -16,7 +16,7 @@ import pytest
 
 from llm_emf.cli.main import main
 from llm_emf.data.schema import Dataset
-from llm_emf.features.jobio import parts_folder
+from llm_emf.jobs import parts_folder
 from llm_emf.serving.batch import top_k
 from llm_emf.training import load_models, recommend
 
@@ -91,13 +91,13 @@ def test_bad_arguments_are_clear_errors(trained_run, capsys):
 STALL_AFTER_FIRST_PART = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import llm_emf.features.jobio as jobio
-    real_write_part = jobio.write_part
+    import llm_emf.jobs.parts as parts
+    real_write_part = parts.write_part
     def write_part_then_stall(*args, **kwargs):
         path = real_write_part(*args, **kwargs)
         Path({marker!r}).touch()
         time.sleep(600)
-    jobio.write_part = write_part_then_stall
+    parts.write_part = write_part_then_stall
     from llm_emf.cli.main import main
     sys.exit(main({argv!r}))
 """)

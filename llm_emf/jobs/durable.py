@@ -1,0 +1,34 @@
+"""Whole-or-absent files: write under a temporary name, flush it to disk, rename it into place, then flush the
+folder so the rename itself is on disk. Neither a SIGKILL nor a power cut leaves half a file at the real name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it survives a power cut)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Flush the finished file ``tmp`` to disk, rename it to ``path`` and flush the folder."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    sync_folder(path.parent)
+
+
+def write_durably(table: pa.Table, path: Path) -> None:
+    """``table`` as Parquet at ``path``, via a hidden temporary file: ``path`` is either absent or a whole file."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp)
+    replace_durably(tmp, path)

@@ -1,0 +1,120 @@
+"""``write_stream``: checkpoint each batch of a job as a part file, then publish cached + new rows as one table."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import parts
+from .durable import replace_durably
+from .output import JobOutput
+from .summary import JobSummary
+
+# What stops a job's computation early: its finished batches are published, then the error is raised again.
+# Anything else (GeneratorExit, a task's cancellation) is not caught.
+STOPPED = (Exception, KeyboardInterrupt, SystemExit)
+
+
+def table_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
+    """Slice a table into blocks so Ray Data can stream and parallelise over them."""
+    rows_per_block = max(1, rows_per_block)
+    return [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)] or [table]
+
+
+def write_stream(batches: Iterable[pa.Table], cached: pa.Table, out: JobOutput, summary: JobSummary, total: int,
+                 before_publish: Callable[[], None] | None = None) -> None:
+    """Checkpoint each new batch as a part file, then publish cached rows + new rows as one ``out.path``.
+
+    Each batch is written (atomically, fsynced) to ``out.parts`` as soon as it arrives, so the work survives a
+    hard kill of this process (SIGKILL, the OOM killer): ``split_cached`` reads the parts on the next run, which
+    then processes only the rest. At the end the cached rows and this run's parts, in that order, are merged
+    into ``out.path`` (atomically and fsynced, via ``<output>.partial``) and the part folder is removed. If
+    producing a batch raises (a failed Ray Data job, Ctrl-C), the batches finished so far are published the
+    same way before the error propagates. Failed rows (``out.is_failed``) also go to ``out.failed``.
+    ``before_publish`` runs just before the merge (a job writes its own side tables there, so they are never
+    older than the output). ``total`` is the number of rows expected, for the progress bar. Memory stays
+    bounded by ``cached`` plus one batch.
+    """
+    out.path.parent.mkdir(parents=True, exist_ok=True)
+    failed = _FailedRows(out)
+    start = time.perf_counter()
+    new_parts, stopped = _checkpoint(batches, out, summary, failed, total)
+    summary.seconds = time.perf_counter() - start
+    if before_publish is not None:
+        before_publish()
+    _publish(cached.select(out.schema.names), new_parts, out)
+    failed_output = failed.publish()
+    if failed_output:
+        summary.failed_output = failed_output
+    summary.output = str(out.path)
+    if stopped is not None:
+        raise stopped
+
+
+def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary, failed: "_FailedRows",
+                total: int) -> tuple[list[Path], BaseException | None]:
+    """Write each batch as a part file until ``batches`` ends or stops early; the new parts and what stopped it."""
+    number = parts.open_parts(out.parts)
+    new_parts: list[Path] = []
+    with tqdm(total=total, desc=summary.job, unit="item", disable=None, mininterval=5) as bar:
+        iterator = iter(batches)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return new_parts, None
+            except STOPPED as e:  # the computation failed or was interrupted: keep what is finished
+                return new_parts, e
+            batch = batch.select(out.part_schema.names).cast(out.part_schema)
+            number += 1
+            new_parts.append(parts.write_part(batch, out.parts, number))
+            summary.done += batch.num_rows
+            bar.update(batch.num_rows)
+            summary.failed += failed.add(batch)
+
+
+class _FailedRows:
+    """The rows ``out.is_failed`` marks, streamed to ``<failed side table>.partial`` and published at the end."""
+
+    def __init__(self, out: JobOutput):
+        self.out = out
+        self.partial = out.failed.with_name(out.failed.name + ".partial")
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, batch: pa.Table) -> int:
+        if self.out.is_failed is None:
+            return 0
+        rows = batch.filter(self.out.is_failed(batch)).select(self.out.schema.names)
+        if rows.num_rows:
+            self.writer = self.writer or pq.ParquetWriter(self.partial, self.out.schema)
+            self.writer.write_table(rows)
+        return rows.num_rows
+
+    def publish(self) -> str:
+        """The side table's path, or "" when no row failed (a stale one from an earlier run would mislead: it
+        is removed)."""
+        if self.writer is None:
+            self.out.failed.unlink(missing_ok=True)
+            return ""
+        self.writer.close()
+        replace_durably(self.partial, self.out.failed)
+        return str(self.out.failed)
+
+
+def _publish(cached: pa.Table, new_parts: list[Path], out: JobOutput) -> None:
+    """Merge into ``out.path`` atomically and durably; only then drop the parts (a kill in between repeats
+    rows, which ``split_cached`` drops)."""
+    tmp = out.path.with_name(out.path.name + ".partial")
+    with pq.ParquetWriter(tmp, out.schema) as writer:
+        for offset in range(0, cached.num_rows, 65536):
+            writer.write_table(cached.slice(offset, 65536))
+        for part in new_parts:
+            writer.write_table(pq.read_table(part).select(out.schema.names).cast(out.schema))
+    replace_durably(tmp, out.path)
+    shutil.rmtree(out.parts, ignore_errors=True)
