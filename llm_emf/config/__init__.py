@@ -1,6 +1,7 @@
 """Typed configuration: ``load_config(path, overrides)`` returns a :class:`Config`."""
 
-from .loader import ConfigError, dump_config, flatten_config, format_help, save_config
+from .fields import ConfigError, format_help
+from .loader import dump_config, flatten_config, save_config
 from .loader import load_config as _load
 from .redact import redact_uri
 from .tree import Config

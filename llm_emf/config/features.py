@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loader import help_field, section
+from .fields import help_field, section
 
 IMAGE_SCHEMES = ("http", "https", "file")   # 'file': a local path or a file:// URL
 

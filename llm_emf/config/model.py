@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loader import help_field
+from .fields import help_field
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loader import help_field
+from .fields import help_field
 
 ALL_STAGES = ("prepare", "enrich", "embed", "train", "evaluate", "recommend", "tune")
 

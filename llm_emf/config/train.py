@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loader import help_field
+from .fields import help_field
+
+PROTOCOLS = ("sampled", "full")   # how llm_emf.evaluation ranks a case: among sampled negatives, among all items
 
 
 @dataclass
@@ -24,13 +26,13 @@ class TrainConfig:
     storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")
     eval_batch_size: int = help_field(512, "(int) sequences per batch in validation/test", min=1)
     select_protocol: str = help_field("full", "(str) protocol whose validation MRR selects the best epoch per "
-                                      "domain and drives early stopping", choices=("sampled", "full"))
+                                      "domain and drives early stopping", choices=PROTOCOLS)
 
 
 @dataclass
 class EvalConfig:
     protocol: str = help_field("both", "(str) sampled (target + n_negatives), full (all target-domain items) or both",
-                               choices=("sampled", "full", "both"))
+                               choices=(*PROTOCOLS, "both"))
     n_negatives: int = help_field(999, "(int) negatives per case in the sampled protocol", min=1)
     negatives_seed: int = help_field(42, "(int) seed of the sampled negatives, kept apart from the training seed so "
                                      "that every model and every training seed is scored on the same candidates",

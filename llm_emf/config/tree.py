@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .data import DataConfig
 from .features import FeaturesConfig
-from .loader import ConfigError, help_field, section
+from .fields import ConfigError, help_field, section
 from .model import ModelConfig
 from .pipeline import ALL_STAGES, PipelineConfig
 from .train import EvalConfig, TrainConfig

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
+from llm_emf.config.train import PROTOCOLS
 from llm_emf.data.cold import KINDS, trained_items
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, domain_of, domain_slice, fingerprint
 from .metrics import metrics_from_ranks, target_ranks
@@ -27,7 +28,6 @@ from .negatives import load_or_create_negatives, negatives_path
 from .result import EvalResult
 
 Scorer = Callable[[pa.Table, int], torch.Tensor]
-PROTOCOLS = ("sampled", "full")
 
 
 def result_domain_names(domains) -> tuple[str, str]:

@@ -19,7 +19,6 @@ worker, Tune trial) and pass only strings (``uri``, run ids) between processes.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 import warnings
@@ -33,10 +32,10 @@ from llm_emf.config.redact import redact_uri
 from . import plots
 from .run_info import (dataset_fingerprint, default_tags, describe_error, flatten_numeric, json_default, metric_key,
                        param_value)
+from .sweeps import PARENT_TAG, SweepRuns
 from .uri import (artifact_root, credentials_problem, is_http, limit_http_retries, probe_server, resolve_tracking_uri,
                   sqlite_path)
 
-PARENT_TAG = "mlflow.parentRunId"
 BATCH_PARAMS, BATCH_METRICS = 100, 1000          # MLflow's per-request limits
 _warned_uris: set[str] = set()                   # "warn once" is per process and URI
 
@@ -45,8 +44,9 @@ class TrackingWarning(UserWarning):
     """Experiment tracking failed; training goes on without it."""
 
 
-class Tracker:
-    """One MLflow run. Use as a context manager, or call ``start()`` and ``end()``."""
+class Tracker(SweepRuns):
+    """One MLflow run. Use as a context manager, or call ``start()`` and ``end()``; a sweep's parent and
+    children come from ``start_parent`` and ``child`` (``sweeps.SweepRuns``)."""
 
     def __init__(self, cfg, run_name: str = "", *, uri: str | None = None, parent_run_id: str | None = None,
                  run_id: str | None = None, tags: Mapping[str, Any] | None = None,
@@ -67,19 +67,6 @@ class Tracker:
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    @classmethod
-    def start_parent(cls, cfg, sweep_name: str, **kwargs) -> "Tracker":
-        """A started parent run for a sweep; its children are the trials."""
-        tags = {"llm_emf.role": "sweep", **kwargs.pop("tags", {})}
-        return cls(cfg, sweep_name, tags=tags, **kwargs).start()
-
-    def child(self, run_name: str, cfg=None, **kwargs) -> "Tracker":
-        """An unstarted child run of this one (same store), e.g. one Tune trial with its own config."""
-        tags = {"llm_emf.role": "trial", **kwargs.pop("tags", {})}
-        kwargs.setdefault("dataset_fingerprint", self._fingerprint)
-        return Tracker(cfg if cfg is not None else self.cfg, run_name, uri=self.uri, parent_run_id=self.run_id,
-                       tags=tags, **kwargs)
-
     @property
     def display_uri(self) -> str:
         """``uri`` with any password redacted: what to print or save (``uri`` itself is for connecting)."""
@@ -274,60 +261,3 @@ class Tracker:
         upload = self.cfg.tracking.log_checkpoints if upload is None else upload
         if upload and local is not None and local.exists():
             self.log_artifact(local, "checkpoint")
-
-    # -- sweeps ----------------------------------------------------------------------------------
-    def child_runs(self) -> list:
-        """This run's children (MLflow ``Run`` objects); empty when tracking is inactive."""
-        def search(c):
-            runs, token = [], None
-            while True:
-                page = c.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.run_id}'",
-                                     max_results=1000, page_token=token)
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    return runs
-        return self._guard(search) or []
-
-    def close_children(self, decide) -> int:
-        """Settle children whose process ended before it could close them (e.g. a trial Tune stopped):
-        ``decide(run) -> (status, tags) | None`` for each child; None leaves it alone. Returns how many."""
-        def close(c):
-            n = 0
-            for run in self.child_runs():
-                verdict = decide(run)
-                if verdict is None:
-                    continue
-                status, tags = verdict
-                for key, value in tags.items():
-                    c.set_tag(run.info.run_id, key, value)
-                if run.info.status != status:
-                    c.set_terminated(run.info.run_id, status)
-                n += 1
-            return n
-        return self._guard(close) or 0
-
-    def mark_best(self, child_run_id: str) -> None:
-        """Tag ``best_trial=true`` on the child (false on any previous best) and ``best_run_id`` on this run."""
-        def tag(c):
-            previous = c.get_run(self.run_id).data.tags.get("best_run_id")
-            if previous and previous != child_run_id:
-                c.set_tag(previous, "best_trial", "false")
-            c.set_tag(child_run_id, "best_trial", "true")
-            c.set_tag(self.run_id, "best_run_id", child_run_id)
-        self._guard(tag)
-
-    def tag_best_child(self, metric: str, mode: str = "max") -> str | None:
-        """Find the child with the best latest value of ``metric``, tag it with ``mark_best``, return its id."""
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode: expected 'max' or 'min', found {mode!r}")
-        key = metric_key(metric)
-        scored = [(r.data.metrics[key], r.info.run_id) for r in self.child_runs()
-                  if key in r.data.metrics and not math.isnan(r.data.metrics[key])]
-        if not scored:
-            return None
-        best = (max if mode == "max" else min)(scored)[1]
-        self.mark_best(best)
-        self.set_tags({"best_metric": key, "best_value": dict((i, v) for v, i in scored)[best]})
-        return best
-

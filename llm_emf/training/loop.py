@@ -22,7 +22,7 @@ from llm_emf.config import Config
 from llm_emf.config.loader import from_dict
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
-from llm_emf.evaluation import evaluate
+from llm_emf.evaluation import PROTOCOLS, evaluate
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import sequences_of
 
@@ -31,9 +31,6 @@ from .checkpoint import (check_features, clone_state, epoch_seed, features_finge
                          save_checkpoint, seed_everything, set_rng_state)
 from .hooks import WorkerContext
 from .selection import Selection, flat_metrics
-
-VALID_PROTOCOLS = ("sampled", "full")
-
 
 def config_from_dict(mapping: dict) -> Config:
     cfg = from_dict(Config, mapping, source="train_loop_config")
@@ -159,7 +156,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
         metrics = {"epoch": epoch, "train_loss": loss, "world_size": world}
         if rank == 0:
             valid = evaluate(make_scorer(inner, cfg.train.eval_batch_size, device), dataset, "valid", cfg,
-                             protocols=VALID_PROTOCOLS, scorer_name=cfg.model.name)
+                             protocols=PROTOCOLS, scorer_name=cfg.model.name)
             for domain in selection.update(epoch, valid.metrics):
                 best_states[domain] = clone_state(inner)
             metrics.update(flat_metrics(valid.metrics, "valid"))

@@ -8,7 +8,6 @@ If the tracking store is unreachable, the Tracker warns once and training goes o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -17,18 +16,12 @@ from llm_emf.config import Config
 from .api import TrainResult, default_run_name, train
 
 
-def _fingerprint(dataset_folder: str) -> str | None:
-    try:
-        return json.loads(Path(dataset_folder, "dataset.json").read_text())["fingerprint"]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
 def train_tracked(cfg: Config, callbacks: Sequence = ()) -> TrainResult:
     from llm_emf.tracking import Tracker
 
     cfg.train.run_name = cfg.train.run_name or default_run_name(cfg)
-    with Tracker(cfg, cfg.train.run_name, dataset_fingerprint=_fingerprint(cfg.data.output)) as tracker:
+    # the dataset's fingerprint tag: Tracker reads it from <data.output>/dataset.json (tracking.run_info)
+    with Tracker(cfg, cfg.train.run_name) as tracker:
         result = train(cfg, callbacks=callbacks)
         run_dir = Path(result.run_dir)
         tracker.log_history(result.history)

@@ -20,7 +20,9 @@ from typing import Any
 
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.config.loader import check_field_value, lookup_field, read_yaml_file, set_value
+from llm_emf.config.checks import check_field_value
+from llm_emf.config.fields import lookup_field
+from llm_emf.config.loader import read_yaml_file, set_value
 
 DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice", "grid")
 

@@ -135,7 +135,7 @@ def _run_to_resume(tracking_uri: str | None, parent_run_id: str | None, trial_id
         return None
     from mlflow import MlflowClient
 
-    from llm_emf.tracking.tracker import PARENT_TAG
+    from llm_emf.tracking.sweeps import PARENT_TAG
 
     try:
         client = MlflowClient(tracking_uri=tracking_uri)

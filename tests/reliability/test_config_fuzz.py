@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_emf.config import Config, ConfigError, flatten_config, load_config
-from llm_emf.config.loader import all_keys, check_field_value, lookup_field
+from llm_emf.config.checks import check_field_value
+from llm_emf.config.fields import all_keys, lookup_field
 from llm_emf.tuning.space import load_space
 
 pytestmark = pytest.mark.unit
