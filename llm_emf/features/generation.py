@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from .model_source import quiet_loading_bars
+
 _THINK = re.compile(r"<think>.*?</think>", flags=re.DOTALL | re.IGNORECASE)
 _OPEN_THINK = re.compile(r"<think>.*\Z", flags=re.DOTALL | re.IGNORECASE)
 
@@ -39,6 +41,7 @@ class TransformersEnricher:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_loading_bars()
         torch.manual_seed(seed)  # sampling (temperature > 0) is reproducible per actor
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,20 @@ def assemble_embedded_gguf(name: str, dest: Path) -> Path:
     return dest
 
 
+def quiet_loading_bars() -> None:
+    """Without a terminal (a Ray job's log, CI, an actor) transformers' loading bars print a line per update:
+    ~50 lines per model load in the demo's job log. Keep them only where they redraw in place."""
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+
+
 def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     """Dequantise a GGUF into a bf16 safetensors folder (a GGUF-loaded model refuses save_pretrained)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quiet_loading_bars()
 
     folder, fname = str(gguf.parent), gguf.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
