@@ -15,6 +15,7 @@ import pytest
 
 from llm_emf.config import ConfigError, load_config
 from llm_emf.data.importers import import_dataset
+from llm_emf.data.importers.amazon import Codes
 from llm_emf.data.schema import DataError
 
 pytestmark = pytest.mark.unit
@@ -206,3 +207,20 @@ def test_an_asin_in_both_domains_gets_prefixed_ids(tmp_path):
     ds = load(source=folder)
     assert ds.items.column("item_id").to_pylist() == ["Food:f1", "f2", "f5", "Kitchen:f1", "k2", "k3"]
     assert ds.meta.extra["items_in_both_domains"] == 1
+
+
+def test_ids_are_encoded_batch_by_batch_in_order_of_first_appearance():
+    codes = Codes(min_rows=2)
+    out = [codes.add(["b", "a"]), codes.add(["c"]), codes.add(["a", "d", "b"]), codes.flush()]
+    assert [None if o is None else o.tolist() for o in out] == [[0, 1], None, [2, 1, 3, 0], None]
+    assert codes.ids.to_pylist() == ["b", "a", "c", "d"]
+
+
+def test_tiny_batches_give_the_same_dataset():
+    one, tiny = load("2023"), load("2023", "data.amazon_batch_rows=1")
+    assert rows(tiny) == rows(one) and tiny.items.equals(one.items) and tiny.meta.extra == one.meta.extra
+
+
+def test_a_recipe_that_leaves_nobody_is_a_clear_error():
+    with pytest.raises(DataError, match="users left after the recipe"):
+        load("2023", "data.amazon_k_core=3")

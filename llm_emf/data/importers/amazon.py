@@ -11,8 +11,10 @@
 The folder holds two domains (data.amazon_domains picks two when it holds more); X is the first named, else
 the first in alphabetical order. Domain names are the file stems unless data.domain_x / data.domain_y are set.
 Each file's schema is told by the fields of its first JSON object (data.amazon_schema forces one). Reviews
-are kept as Arrow string columns built in batches of data.amazon_batch_rows lines, so memory grows with the
-ids, not with Python objects per review; the recipe (amazon_recipe.py) then works on integer codes.
+are read in batches of data.amazon_batch_rows lines; each batch keeps only user, item and time, as int32 codes
+(dictionary-encoded incrementally, in order of first appearance) and int64 milliseconds, so memory grows by
+16 bytes a review plus the distinct ids (Arrow strings); the recipe (amazon_recipe.py) works on those codes
+and builds the sequence table's Arrow buffers directly.
 
 Item text (``title``) is the title plus the metadata fields in data.amazon_text_fields, HTML entities
 unescaped and tags removed, cut at data.amazon_text_chars; ``attributes`` keeps those raw fields as JSON;
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...config import ConfigError
 from ...config.data import DataConfig
@@ -117,11 +120,50 @@ def json_rows(path: Path, bad: BadRows):
 
 # --- reviews ----------------------------------------------------------------------------------------------
 
+class Codes:
+    """String ids -> int32 codes in order of first appearance, encoded batch by batch: only the distinct ids are
+    kept (an Arrow string array, ``ids[code]``), never a string per review.
+
+    Batches are queued as Arrow strings and encoded once the queue holds as many rows as there are distinct
+    ids (or ``min_rows``): each encoding hashes the known ids once, so the cost stays linear in the rows read and
+    the queue is bounded by the distinct ids."""
+
+    def __init__(self, min_rows: int):
+        self.ids = pa.array([], pa.string())
+        self.min_rows = min_rows
+        self.queue: list[pa.Array] = []
+        self.queued = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, values: list[str]) -> np.ndarray | None:
+        """Queue a batch; -> the codes of every queued batch when they are encoded now, else None."""
+        self.queue.append(pa.array(values, pa.string()))
+        self.queued += len(values)
+        return self.flush() if self.queued >= max(self.min_rows, len(self.ids)) else None
+
+    def flush(self) -> np.ndarray | None:
+        if not self.queue:
+            return None
+        batch = pa.concat_arrays(self.queue).dictionary_encode()
+        self.queue, self.queued = [], 0
+        distinct = batch.dictionary                                 # the batch's ids, first appearance order
+        codes = pc.fill_null(pc.index_in(distinct, value_set=self.ids), -1).to_numpy().astype(np.int32)
+        new = codes < 0
+        codes[new] = len(self.ids) + np.arange(int(new.sum()), dtype=np.int32)
+        if new.any():
+            self.ids = pa.concat_arrays([self.ids, distinct.filter(pa.array(new))])
+        return codes[batch.indices.to_numpy()]
+
+
 @dataclass
 class Reviews:
-    users: pa.Array           # string, one per kept review, file order
-    items: pa.Array           # string
-    times: np.ndarray         # int64 milliseconds (sort key; stored as seconds)
+    """One domain's kept reviews as numpy chunks in file order (one per encoding), consumed by the recipe."""
+    users: list[np.ndarray]   # int32 codes into the user Codes shared by both domains
+    items: list[np.ndarray]   # int32 codes into ``item_ids``
+    times: list[np.ndarray]   # int64 milliseconds (sort key; stored as seconds)
+    item_ids: pa.Array        # this domain's distinct item ids, by code
     summary: dict
 
 
@@ -143,10 +185,26 @@ def _time(value, unit: int) -> tuple[int | None, tuple[str, str] | None]:
     return ts * 1000 // PER_SECOND[unit], None
 
 
-def read_reviews(path: Path, forced: int, batch_rows: int, bad: BadRows) -> Reviews:
-    users, items, times = [], [], []            # finished Arrow / numpy chunks
+def read_reviews(path: Path, forced: int, batch_rows: int, bad: BadRows, users: Codes) -> Reviews:
+    """Stream ``path`` in batches of ``batch_rows`` reviews; each batch's ids become int32 codes (``users`` is
+    shared by both domains, so a user has one code) and its Python objects are freed."""
+    items = Codes(batch_rows)
+    out = Reviews([], [], [], items.ids, {})
     b_users, b_items, b_times = [], [], []      # the batch being read
     schema, bad_before = None, len(bad)
+
+    def flush(end: bool = False):
+        if b_users:
+            for codes, chunks in ((users.add(b_users), out.users), (items.add(b_items), out.items)):
+                if codes is not None:
+                    chunks.append(codes)
+            out.times.append(np.array(b_times, dtype=np.int64))
+            b_users.clear(), b_items.clear(), b_times.clear()
+        if end:                                 # this file's codes complete before the next file is read
+            for codes, chunks in ((users.flush(), out.users), (items.flush(), out.items)):
+                if codes is not None:
+                    chunks.append(codes)
+
     for number, row, text in json_rows(path, bad):
         if schema is None:
             schema = schema_of(path, row, number, forced, REVIEW_FIELDS)
@@ -165,19 +223,15 @@ def read_reviews(path: Path, forced: int, batch_rows: int, bad: BadRows) -> Revi
         b_items.append(item)
         b_times.append(ms)
         if len(b_users) >= batch_rows:
-            users.append(pa.array(b_users, pa.string()))
-            items.append(pa.array(b_items, pa.string()))
-            times.append(np.array(b_times, dtype=np.int64))
-            b_users, b_items, b_times = [], [], []
-    users.append(pa.array(b_users, pa.string()))
-    items.append(pa.array(b_items, pa.string()))
-    times.append(np.array(b_times, dtype=np.int64))
+            flush()
+    flush(end=True)
     if schema is None:
         raise DataError(path, None, "review lines (JSON objects)", "none")
-    kept, n_bad = sum(len(c) for c in users), len(bad) - bad_before
-    return Reviews(pa.concat_arrays(users), pa.concat_arrays(items), np.concatenate(times),
-                   {"file": path.name, "schema": schema, "time_unit": UNITS[unit], "rows": kept + n_bad,
-                    "bad_rows": n_bad, "reviews": kept})
+    kept, n_bad = sum(len(c) for c in out.users), len(bad) - bad_before
+    out.item_ids = items.ids
+    out.summary = {"file": path.name, "schema": schema, "time_unit": UNITS[unit], "rows": kept + n_bad,
+                   "bad_rows": n_bad, "reviews": kept}
+    return out
 
 
 # --- metadata ---------------------------------------------------------------------------------------------
@@ -264,9 +318,10 @@ def check_config(cfg: DataConfig) -> None:
 def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     check_config(cfg)
     files = domain_files(folder, cfg.amazon_domains)
-    reviews = [read_reviews(r, cfg.amazon_schema, cfg.amazon_batch_rows, bad) for _, r, _ in files]
+    users = Codes(cfg.amazon_batch_rows)   # one code per user across both domains: X's file first, then Y's
+    reviews = [read_reviews(r, cfg.amazon_schema, cfg.amazon_batch_rows, bad, users) for _, r, _ in files]
     names = resolve_names(cfg, DomainNames((files[0][0], files[1][0]), f"file names in {folder.name}"))
-    result = run_recipe(reviews, cfg, names.names, folder)
+    result = run_recipe(reviews, users.ids, cfg, names.names, folder)
     item_ids, titles, images, attributes, metadata = [], [], [], [], []
     shared = set(result.item_ids[0]) & set(result.item_ids[1])
     for d, (_, _, meta_path) in enumerate(files):
@@ -287,4 +342,4 @@ def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
              "items_in_both_domains": len(shared), "recipe": result.counts}
     meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),
                        source_format="amazon", extra=extra)
-    return Dataset(items, result.sequences.table(), meta)
+    return Dataset(items, result.sequences, meta)

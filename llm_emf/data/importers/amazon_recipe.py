@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...config.data import DataConfig
-from ..schema import DataError
-from ..tables import SequenceRows
+from ..schema import SEQUENCE_SCHEMA, DataError
 
 TEST, VALID, TRAIN = 0, 1, 2
 
 
 @dataclass
 class RecipeResult:
-    sequences: SequenceRows
+    sequences: pa.Table                      # SEQUENCE_SCHEMA
     item_ids: tuple[list[str], list[str]]    # raw ids of X and Y items, in item_index order within a domain
     counts: dict
 
@@ -70,16 +70,29 @@ def per_user_domain(user: np.ndarray, domain: np.ndarray, keep: np.ndarray, n_us
     return np.stack([np.bincount(user[keep & (domain == d)], minlength=n_users) for d in (0, 1)], axis=1)
 
 
-def run_recipe(reviews: list, cfg: DataConfig, names: tuple[str, str], where: Path) -> RecipeResult:
-    """``reviews``: the two domains' ``amazon.Reviews``; ``names``: the domain names used in case ids."""
-    sizes = [len(r.times) for r in reviews]
+def drain(chunks: list[np.ndarray], dtype) -> np.ndarray:
+    """Concatenate ``chunks``, emptying the list as it goes: the peak is one copy plus a chunk, not two."""
+    out = np.empty(sum(len(c) for c in chunks), dtype=dtype)
+    at = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        out[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    return out
+
+
+def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tuple[str, str],
+               where: Path) -> RecipeResult:
+    """``reviews``: the two domains' ``amazon.Reviews`` (their chunks are consumed); ``user_names``: the user
+    ids by code (codes in order of first appearance, X's file first); ``names``: the domain names used in case
+    ids."""
+    sizes = [sum(len(c) for c in r.times) for r in reviews]
     domain = np.repeat(np.array([0, 1], dtype=np.int8), sizes)
-    encoded_users = pa.concat_arrays([r.users for r in reviews]).dictionary_encode()
-    user = encoded_users.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    user_names = encoded_users.dictionary
-    encoded_items = [r.items.dictionary_encode() for r in reviews]    # codes per domain: first appearance
-    item = np.concatenate([e.indices.to_numpy(zero_copy_only=False).astype(np.int64) for e in encoded_items])
-    times = np.concatenate([r.times for r in reviews])                 # milliseconds
+    user = drain([c for r in reviews for c in r.users], np.int32)
+    item = drain([c for r in reviews for c in r.items], np.int32)        # codes per domain: first appearance
+    times = drain([c for r in reviews for c in r.times], np.int64)       # milliseconds
+    for r in reviews:
+        r.users.clear(), r.items.clear(), r.times.clear()
     n_users = len(user_names)
     keep = np.ones(len(user), dtype=bool)
     counts: dict = {"settings": {"k_core": cfg.amazon_k_core, "min_per_domain": cfg.amazon_min_per_domain,
@@ -92,6 +105,7 @@ def run_recipe(reviews: list, cfg: DataConfig, names: tuple[str, str], where: Pa
         kept, r = k_core(user[rows], item[rows], cfg.amazon_k_core)
         keep[rows[~kept]] = False
         rounds.append(r)
+    del rows, kept
     counts["k_core"] = [dict(left, rounds=r) for left, r in zip(tally(user, item, domain, keep), rounds)]
 
     if cfg.amazon_min_per_domain > 1:
@@ -109,22 +123,29 @@ def run_recipe(reviews: list, cfg: DataConfig, names: tuple[str, str], where: Pa
         counts["overlap"] = tally(user, item, domain, keep)
 
     # dense item indices: X items first, each domain in order of first appearance in its file
-    local = np.full(len(item), -1, dtype=np.int64)
+    rows = np.flatnonzero(keep)
+    del keep
+    local = np.empty(len(rows), dtype=np.int32)
     item_ids, offset = [], 0
     for d in (0, 1):
-        mask = keep & (domain == d)
-        used = np.unique(item[mask])
-        remap = np.full(len(encoded_items[d].dictionary), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used)) + offset
-        local[mask] = remap[item[mask]]
-        item_ids.append(encoded_items[d].dictionary.take(pa.array(used)).to_pylist())
+        mask = domain[rows] == d
+        codes = item[rows[mask]]
+        used = np.unique(codes)
+        remap = np.full(len(reviews[d].item_ids), -1, dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32) + offset
+        local[mask] = remap[codes]
+        item_ids.append(reviews[d].item_ids.take(pa.array(used)).to_pylist())
         offset += len(used)
+    del item, mask, codes
 
-    rows = np.flatnonzero(keep)
-    rows = rows[np.lexsort((rows, times[rows], user[rows]))]       # by user, then time, then X before Y, file order
-    sequences, split_counts = hold_out(rows, user, domain, local, times, user_names, names, cfg.amazon_holdout)
+    order = np.lexsort((rows, times[rows], user[rows]))   # by user, then time, then X before Y, file order
+    rows, local = rows[order], local[order]
+    del order
+    u, d, stamps = user[rows], domain[rows], times[rows] // 1000
+    del user, domain, times, rows
+    sequences, split_counts = hold_out(u, d, local, stamps, user_names, names, cfg.amazon_holdout)
     counts["split"] = split_counts
-    if not len(sequences):
+    if not sequences.num_rows:
         raise DataError(where, None, "users left after the recipe (data.amazon_k_core, amazon_min_per_domain, "
                         "amazon_overlap_only)", f"none; steps: {counts}")
     return RecipeResult(sequences, (item_ids[0], item_ids[1]), counts)
@@ -133,7 +154,7 @@ def run_recipe(reviews: list, cfg: DataConfig, names: tuple[str, str], where: Pa
 def roles(user: np.ndarray, domain: np.ndarray) -> np.ndarray:
     """For rows sorted by (user, time): TEST for each (user, domain)'s last row, VALID for the one before, else
     TRAIN."""
-    key = user * 2 + domain
+    key = user.astype(np.int64) * 2 + domain
     order = np.argsort(key, kind="stable")                 # grouped by (user, domain), time order kept
     sorted_key = key[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
@@ -144,44 +165,80 @@ def roles(user: np.ndarray, domain: np.ndarray) -> np.ndarray:
     return out
 
 
-def hold_out(rows: np.ndarray, user: np.ndarray, domain: np.ndarray, local: np.ndarray, times: np.ndarray,
-             user_names: pa.Array, names: tuple[str, str], mode: str) -> tuple[SequenceRows, dict]:
-    u, d = user[rows], domain[rows]
-    items, stamps = local[rows].tolist(), (times[rows] // 1000).tolist()
-    role = roles(u, d.astype(np.int64)).tolist() if mode == "domain" else None
-    doms = d.tolist()
-    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1].tolist()
-    ends = starts[1:] + [len(u)]
-    out = SequenceRows()
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without the Python loop."""
+    total = int(lengths.sum())
+    kind = np.int32 if total < 2 ** 31 and (not len(starts) or int(starts.max()) + int(lengths.max()) < 2 ** 31) \
+        else np.int64
+    out = np.arange(total, dtype=kind)
+    out += np.repeat((starts - (np.cumsum(lengths) - lengths)).astype(kind), lengths)
+    return out
+
+
+SPLIT_NAMES = ("test", "valid", "train")        # indexed by TEST, VALID, TRAIN
+
+
+def hold_out(u: np.ndarray, d: np.ndarray, items: np.ndarray, stamps: np.ndarray, user_names: pa.Array,
+             names: tuple[str, str], mode: str) -> tuple[pa.Table, dict]:
+    """The sequence table, built as Arrow buffers (offsets + flat values), and the split counts. ``u``, ``d``,
+    ``items``, ``stamps`` (seconds): the kept interactions sorted by user, then time, X before Y, file order.
+
+    Rows, per user in that order: ``domain``: the train sequence, then the valid cases, then the test cases
+    (each in time order; a case's history is everything up to its target); ``merged``: train, valid, test."""
+    n = len(u)
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    ends = np.append(starts[1:], n) if n else starts
     c = {"users": 0, "train_sequences": 0, "valid_cases": [0, 0], "test_cases": [0, 0], "users_without_train": 0,
          "cases_without_history": 0, "short_users": 0}
-    for s, e in zip(starts, ends):
-        name = user_names[int(u[s])].as_py()
-        if mode == "merged":
-            if e - s < 3:
-                c["short_users"] += 1
-                continue
-            c["users"] += 1
-            for split, end in (("train", e - 2), ("valid", e - 1), ("test", e)):
-                out.add(name, split, items[s:end], stamps[s:end])
-            c["train_sequences"] += 1
-            c["valid_cases"][doms[e - 2]] += 1
-            c["test_cases"][doms[e - 1]] += 1
-            continue
-        c["users"] += 1
-        train = [j for j in range(s, e) if role[j] == TRAIN]
-        if train:
-            out.add(name, "train", [items[j] for j in train], [stamps[j] for j in train])
-            c["train_sequences"] += 1
-        else:
-            c["users_without_train"] += 1
+    if mode == "merged":
+        long = ends - starts >= 3
+        c["short_users"] = int((~long).sum())
+        s, e = starts[long], ends[long]
+        c["users"] = c["train_sequences"] = int(long.sum())
+        c["valid_cases"] = np.bincount(d[e - 2], minlength=2).tolist()
+        c["test_cases"] = np.bincount(d[e - 1], minlength=2).tolist()
+        row_first = np.repeat(s, 3)                                      # train, valid, test per user
+        row_len = ((e - s)[:, None] - np.array([2, 1, 0])).ravel()
+        row_split = np.tile(np.array([TRAIN, VALID, TEST], dtype=np.int8), len(s))
+        row_suffix = np.zeros(len(row_first), dtype=np.int8)            # no suffix: case id = user id
+        flat = ranges(row_first, row_len)
+    else:
+        role = roles(u, d)
+        group = np.repeat(np.arange(len(starts)), ends - starts)        # user group of each interaction
+        c["users"] = len(starts)
+        train = np.flatnonzero(role == TRAIN)
+        per_group = np.bincount(group[train], minlength=len(starts))
+        with_train = np.flatnonzero(per_group)
+        c["train_sequences"] = len(with_train)
+        c["users_without_train"] = len(starts) - len(with_train)
+        cases = np.flatnonzero(role != TRAIN)
+        first = cases == starts[group[cases]]           # the user's first interaction: nothing to predict it from
+        c["cases_without_history"] = int(first.sum())
+        cases = cases[~first]
         for split, wanted in (("valid", VALID), ("test", TEST)):
-            for j in range(s, e):
-                if role[j] != wanted:
-                    continue
-                if j == s:              # the user's first interaction: nothing to predict it from
-                    c["cases_without_history"] += 1
-                    continue
-                out.add(f"{name}:{names[doms[j]]}", split, items[s:j + 1], stamps[s:j + 1])
-                c[f"{split}_cases"][doms[j]] += 1
-    return out, c
+            c[f"{split}_cases"] = np.bincount(d[cases[role[cases] == wanted]], minlength=2).tolist()
+        # output rows: per user the train row (rank 0), then valid (1) and test (2) cases in time order
+        row_group = np.r_[with_train, group[cases]]
+        row_rank = np.r_[np.zeros(len(with_train), dtype=np.int8), np.where(role[cases] == VALID, 1, 2)]
+        row_at = np.r_[np.full(len(with_train), -1, dtype=np.int64), cases]
+        order = np.lexsort((row_at, row_rank, row_group))
+        row_group, row_rank, row_at = row_group[order], row_rank[order], row_at[order]
+        is_case = row_rank > 0
+        row_first = starts[row_group]
+        row_len = np.where(is_case, row_at - row_first + 1, per_group[row_group])
+        row_split = np.where(is_case, np.where(row_rank == 1, VALID, TEST), TRAIN).astype(np.int8)
+        row_suffix = np.where(is_case, d[np.maximum(row_at, 0)] + 1, 0).astype(np.int8)
+        offsets = np.cumsum(row_len) - row_len
+        flat = np.empty(int(row_len.sum()), dtype=np.int32 if n < 2 ** 31 else np.int64)   # positions in u
+        flat[ranges(offsets[is_case], row_len[is_case])] = ranges(row_first[is_case], row_len[is_case])
+        flat[ranges(offsets[~is_case], row_len[~is_case])] = train       # train rows come in user order too
+    offsets = pa.array(np.r_[0, np.cumsum(row_len)].astype(np.int32))
+    user_ids = pc.binary_join_element_wise(
+        user_names.take(pa.array(u[row_first])),
+        pa.array(["", f":{names[0]}", f":{names[1]}"]).take(pa.array(row_suffix)), "")
+    table = pa.Table.from_arrays(
+        [user_ids, pa.array(SPLIT_NAMES).take(pa.array(row_split)),
+         pa.ListArray.from_arrays(offsets, pa.array(items[flat].astype(np.int32, copy=False))),
+         pa.ListArray.from_arrays(offsets, pa.array(stamps[flat].astype(np.int64, copy=False)))],
+        schema=SEQUENCE_SCHEMA)
+    return table, c
