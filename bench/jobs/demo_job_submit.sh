@@ -16,12 +16,19 @@ unset RAY_ADDRESS
     --disable-usage-stats >/dev/null
 sleep 5
 LOG=bench/results/demo_job_submit.log
-{
-  echo "# bash bench/jobs/demo_job_submit.sh  ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg))"
+submit() {
   .venv/bin/ray job submit --address http://127.0.0.1:8299 \
     --runtime-env-json '{"working_dir": ".", "excludes": [".git", ".venv", "runs", "mlflow.db", "mlartifacts",
         "mlruns", ".pytest_cache", ".hypothesis", "**/__pycache__", "bench/results/raw", "bench/gpu/wheels"],
         "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}}' \
-    -- "$ROOT/.venv/bin/python" -m workflows.pipeline --config configs/demo.yaml pipeline.storage="$WORK/storage" 2>&1
+    -- "$ROOT/.venv/bin/python" -m workflows.pipeline --config configs/demo.yaml pipeline.storage="$WORK/storage"
+}
+for attempt in $(seq 30); do        # a fresh head answers 500 "No available agent" until its job agent is up
+  if submit > "$WORK/job.log" 2>&1 || ! grep -q "No available agent" "$WORK/job.log"; then break; fi
+  sleep 3
+done
+{
+  echo "# bash bench/jobs/demo_job_submit.sh  ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg))"
+  cat "$WORK/job.log"
 } | sed "s|$WORK|<tmp>|g" > "$LOG"
 echo "wrote $LOG ($(wc -l < "$LOG") lines)"
