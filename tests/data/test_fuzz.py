@@ -55,6 +55,22 @@ def test_any_input_is_imported_or_rejected_with_file_and_line(rows, skip):
         assert all(1 <= r["line"] <= len(rows) for r in bad.rows)
 
 
+
+@pytest.mark.parametrize("reader", ["llmcdsr", "c2dsr"])
+def test_a_file_whose_only_line_is_quarantined_is_not_called_empty(tmp_path, reader):
+    """Found by the fuzzer above: a lone NUL line, skipped as a bad row, left the file looking empty."""
+    path = tmp_path / "train_overlap.txt"
+    path.write_text("\x00\n", encoding="utf-8")
+    bad = BadRows(True)
+    if reader == "llmcdsr":
+        read_sequence_file(path, "train", "overlap", None, N_X, N_TOTAL, bad, SequenceRows())
+    else:
+        read_split_file(path, "train", (C2_X, C2_Y), bad, SequenceRows())
+    assert [r["line"] for r in bad.rows] == [1]
+    path.write_text("\n \n", encoding="utf-8")                      # blank lines only: empty
+    with pytest.raises(DataError, match="an empty file"):
+        read_sequence_file(path, "train", "overlap", None, N_X, N_TOTAL, BadRows(True), SequenceRows())
+
 # --- C2DSR split files: two lines per user, mixed units ------------------------------------------------------
 
 C2_X, C2_Y = 4, 4

@@ -61,7 +61,7 @@ def parse_token(token: str) -> tuple[int, int] | str:
 def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) -> list[Line]:
     min_len = 2 if split in ("valid", "test") else 1
     n_total = sum(n_items)
-    lines, non_blank = [], 0
+    lines, non_blank, bad_before = [], 0, len(bad)     # read_lines quarantines NUL / undecodable lines itself
     for number, text in read_lines(path, bad):
         non_blank += 1
         fields = text.split("\t")
@@ -86,7 +86,7 @@ def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) 
             bad.report(path, number, f"at least {min_len} tokens", f"{len(parsed)}", text)
             continue
         lines.append(Line(number, text, user, parsed))
-    if not non_blank:
+    if not non_blank and len(bad) == bad_before:
         raise DataError(path, None, "user lines (user_idx \\t n \\t item|ts|date ...)", "an empty file")
     return lines
 

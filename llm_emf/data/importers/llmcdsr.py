@@ -87,6 +87,7 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
     min_len = 2 if split in ("valid", "test") else 1  # valid/test need history + target
     users: set[str] = set()
     interactions = lines = 0
+    bad_before = len(bad)                   # lines read_lines itself quarantines (NUL, undecodable) count too
     for number, text in read_lines(path, bad):
         lines += 1
         fields = text.split("\t")
@@ -120,7 +121,8 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
         users.add(user)
         interactions += len(items)
         out.add(f"{tag}:{user}", split, items, None)
-    if not lines:   # every sequence file is required: an empty one is a lost or truncated download
+    if not lines and len(bad) == bad_before:   # every sequence file is required: an empty one is a lost or
+                                                # truncated download
         raise DataError(path, None, "user lines (user \\t comma-separated item ids)", "an empty file")
     return {"file": path.name, "users": len(users), "interactions": interactions}
 
