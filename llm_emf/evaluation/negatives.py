@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.data.schema import DOMAIN_X, SPLITS, DataError, domain_of, domain_slice, in_domain
+from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, SPLITS, DataError, domain_of, domain_slice, in_domain
 
 NEGATIVES_SCHEMA = pa.schema([
     pa.field("user_id", pa.string(), nullable=False),
@@ -51,10 +51,11 @@ def sample_negatives(user_ids: list[str], targets: np.ndarray, n_x: int, n_y: in
                      seed: int, split: str) -> pa.Table:
     """Draw ``min(n_negatives, domain size - 1)`` negatives per case, uniformly without replacement."""
     rows = []
-    for user_id, target in tqdm(zip(user_ids, targets.tolist()), total=len(user_ids), mininterval=5,
-                                disable=None, desc=f"sampling {split} negatives"):
-        items = domain_slice(n_x, n_y, int(domain_of(np.array(target), n_x)))
-        lo, size = items.start, items.stop - items.start
+    slices = [domain_slice(n_x, n_y, d) for d in (DOMAIN_X, DOMAIN_Y)]
+    cases = zip(user_ids, targets.tolist(), domain_of(targets, n_x).tolist())
+    for user_id, target, domain in tqdm(cases, total=len(user_ids), mininterval=5, disable=None,
+                                        desc=f"sampling {split} negatives"):
+        lo, size = slices[domain].start, slices[domain].stop - slices[domain].start
         k = min(n_negatives, size - 1)
         draw = _case_rng(seed, split, user_id).choice(size - 1, size=k, replace=False)   # (k,) in [0, size-1)
         draw[draw >= target - lo] += 1                                 # skip the target's local index
