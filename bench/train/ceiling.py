@@ -225,9 +225,9 @@ def run_ceiling(args, overrides: list[str]) -> dict:
         row["ms_at_peak"] = batch[row["term"]] * len(rows) / peak / 1e6 if row["term"] else 0.0
     return {"label": args.label, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(["python", *sys.argv]),
-            # "after" rows are measured on edited library code: the commit and whether llm_emf/ had edits
-            "git": {"commit": git("rev-parse", "--short", "HEAD"),
-                    "llm_emf_modified": bool(git("status", "--short", "llm_emf"))},
+            # "after" rows may run on uncommitted edits: the commit and the edited model/training files
+            "git": {"commit": git("rev-parse", "--short", "HEAD"), "training_code_modified": git(
+                "status", "--short", "--", "llm_emf/model", "llm_emf/training").splitlines()},
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
                         "processor": platform.processor() or platform.machine(), "platform": platform.platform(),
@@ -248,13 +248,14 @@ def markdown(doc: dict) -> str:
     lines = ["# Training near the machine's limit", "",
              f"Bound = peak GFLOP/s of an n x n matmul (n = {runs[-1]['settings']['matmul_size']}, training "
              "precision) / FLOP per training sequence (formula in `bench/train/ceiling.py`). Measured: the loop's "
-             "`train_epoch` over one batch. FLOP check: torch.utils.flop_counter's count of a step / the formula's.",
+             "`train_epoch` over one batch. FLOP check: torch.utils.flop_counter's count of a step / the formula's. "
+             "'+ edits': uncommitted changes under llm_emf/model or llm_emf/training.",
              "",
              "| label | date | commit | threads | load | peak bf16 / fp32 (GFLOP/s) | MFLOP / sequence | "
              "bound (seq/s) | measured (seq/s) | fraction of bound | FLOP check |", "|---" * 11 + "|"]
     for r in runs:
         p, m, load = r["peak_gflops"], r["machine"], r["machine"]["load_average_1min"]
-        commit = r["git"]["commit"] + (" + llm_emf edits" if r["git"]["llm_emf_modified"] else "")
+        commit = r["git"]["commit"] + (" + edits" if r["git"]["training_code_modified"] else "")
         lines.append(f"| {r['label']} | {r['date'][:16]} | {commit} | {m['torch_threads']} | {load[0]:.1f} -> "
                      f"{load[1]:.1f} | {p['bf16']['median']:.0f} / {p['fp32']['median']:.0f} | "
                      f"{r['flop_per_sequence']['total'] / 1e6:.1f} | {r['bound_sequences_per_s']:.0f} | "
