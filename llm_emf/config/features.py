@@ -20,6 +20,8 @@ class EnrichConfig:
     temperature: float = help_field(0.0, "(float) sampling temperature; 0 is greedy", min=0.0, max=5.0)
     batch_size: int = help_field(8, "(int) prompts per generate() batch", min=1, max=4096)
     concurrency: int = help_field(1, "(int) model replicas (one per GPU with vllm)", min=1)
+    threads: int = help_field(0, "(int) torch threads per transformers actor on CPU; 0: its node's CPUs shared "
+                              "among the job's actors", min=0, max=1024)
     engine_kwargs: dict[str, str | int | float | bool] = help_field(
         None, "(dict) extra engine arguments passed through to vLLM", default_factory=dict)
     output: str = help_field("runs/features/enriched.parquet", "(str) enriched item table (Parquet)")
@@ -35,6 +37,8 @@ class EmbedConfig:
                                       "weights (tests only: noise, never for quality numbers)")
     batch_size: int = help_field(64, "(int) items per encoder batch", min=1, max=1 << 16)
     concurrency: int = help_field(1, "(int) encoder actors", min=1)
+    threads: int = help_field(0, "(int) torch threads per encoder actor on CPU; 0: its node's CPUs shared among "
+                              "the job's actors", min=0, max=1024)
     image_timeout_s: float = help_field(10.0, "(float) seconds one image may take in all (connect, redirects, body), "
                                         "not per socket operation", min=0.1, max=600.0)
     image_max_mb: int = help_field(32, "(int) largest image accepted, in MiB; bytes are counted while reading",

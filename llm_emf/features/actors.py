@@ -1,5 +1,5 @@
-"""How the stage-1 jobs run their model actors on Ray Data: bounded retries when an actor's process dies, and
-the hook point every actor calls before each batch (tests inject faults through it)."""
+"""How the stage-1 jobs run their model actors on Ray Data: bounded retries when an actor's process dies, torch
+threads for actors on CPU, and the hook point every actor calls before each batch (tests inject faults through it)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,58 @@ import warnings
 ACTOR_FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": 3}
 
 
-def map_batches_on_actors(ds, fn, **kwargs):
+def map_batches_on_actors(ds, fn, threads: int | None = None, actors: int = 1, **kwargs):
     """``ds.map_batches(fn, **kwargs)`` on an actor pool with ACTOR_FAULT_TOLERANCE. Ray 2.60 has no named
     parameter for actor restarts / task retries, only the deprecated ``**ray_remote_args``; its deprecation
-    warning is silenced here, the one place that passes them."""
+    warning is silenced here, the one place that passes them.
+
+    ``threads`` (not None) sets each actor's torch threads before ``fn`` is constructed (:func:`actor_threads`,
+    with ``actors`` the size of the pool).
+    """
+    if threads is not None:
+        fn = _with_threads(fn, threads, actors)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return ds.map_batches(fn, **kwargs, **ACTOR_FAULT_TOLERANCE)
+
+
+def actor_threads(threads: int, concurrency: int) -> int:
+    """Torch intra-op threads for a model actor: ``threads`` if positive; with 0 (auto), on CPU, its node's
+    Ray CPUs shared among the job's ``concurrency`` actors, at least the CPUs Ray assigned it; on a GPU,
+    unchanged.
+
+    Ray sets OMP_NUM_THREADS to the actor's CPU request (1), so a lone encoder or LLM actor on an 8-core node
+    computes on one core while the light stages beside it leave the rest idle; requesting more CPUs instead
+    would starve those stages (their tasks wait for CPUs the actor holds).
+    """
+    import torch
+
+    if threads > 0:
+        return threads
+    if torch.cuda.is_available():
+        return torch.get_num_threads()
+    import ray
+
+    context = ray.get_runtime_context()
+    assigned = context.get_assigned_resources().get("CPU", 1)
+    node = next((n for n in ray.nodes() if n.get("NodeID") == context.get_node_id()), None)
+    node_cpus = node["Resources"].get("CPU", assigned) if node else assigned
+    return max(1, int(assigned), int(node_cpus // max(concurrency, 1)))
+
+
+def _with_threads(cls: type, threads: int, concurrency: int) -> type:
+    """``cls`` whose constructor first sets torch's threads to :func:`actor_threads` (same name for Ray's
+    operator names and logs)."""
+
+    class Threaded(cls):
+        def __init__(self, *args, **kwargs):
+            import torch
+
+            torch.set_num_threads(actor_threads(threads, concurrency))
+            super().__init__(*args, **kwargs)
+
+    Threaded.__name__ = Threaded.__qualname__ = cls.__name__
+    return Threaded
 
 
 # Off unless this variable names a function as "module:function" (tests/faults.py sets it to kill an actor).

@@ -104,7 +104,8 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
         ds = map_batches_on_actors(ds, EncoderActor, fn_constructor_kwargs=dict(
             text_backend=ec.text_backend, clip_model=ec.clip_model, clip_pretrained=ec.clip_pretrained,
             use_images=ec.use_images, seed=cfg.seed), batch_size=ec.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=ec.concurrency), num_gpus=1 if torch.cuda.is_available() else 0)
+            compute=ray.data.ActorPoolStrategy(size=ec.concurrency), num_gpus=1 if torch.cuda.is_available() else 0,
+            threads=ec.threads, actors=ec.concurrency)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             n = batch.num_rows
             status = batch.column("image_status")

@@ -102,7 +102,7 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
             ds = map_batches_on_actors(ds, enricher_cls, fn_constructor_kwargs=dict(
                 model_dir=model_dir, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, seed=cfg.seed),
                 batch_size=ec.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=ec.concurrency),
-                num_gpus=1 if torch.cuda.is_available() else 0)
+                num_gpus=1 if torch.cuda.is_available() else 0, threads=ec.threads, actors=ec.concurrency)
         elif ec.backend == "vllm":
             from llm_emf.features.model_source import resolve_model
             from llm_emf.features.vllm_backend import vllm_enrich

@@ -62,6 +62,7 @@ def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary
     """Write each batch as a part file until ``batches`` ends or stops early; the new parts and what stopped it."""
     number = parts.open_parts(out.parts)
     new_parts: list[Path] = []
+    start = time.perf_counter()
     with tqdm(total=total, desc=summary.job, unit="item", disable=None, mininterval=5) as bar:
         iterator = iter(batches)
         while True:
@@ -73,6 +74,8 @@ def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary
                 return new_parts, e
             batch = batch.select(out.part_schema.names).cast(out.part_schema)
             number += 1
+            if not new_parts:
+                summary.first_batch_s = time.perf_counter() - start
             new_parts.append(parts.write_part(batch, out.parts, number))
             summary.done += batch.num_rows
             bar.update(batch.num_rows)

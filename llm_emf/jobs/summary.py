@@ -13,6 +13,7 @@ class JobSummary:
     skipped_cached: int = 0
     failed: int = 0
     seconds: float = 0.0
+    first_batch_s: float = 0.0     # until the first batch came back: Ray, actor and model start-up
     counters: dict[str, int] = field(default_factory=dict)
     output: str = ""
     failed_output: str = ""
@@ -33,7 +34,8 @@ class JobSummary:
     def report(self) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items()))
         lines = [f"{self.job}: {self.total} {self.unit}: {self.done} done, {self.skipped_cached} skipped (cached), "
-                 f"{self.failed} failed; {self.items_per_s:.1f} {self.unit}/s over {self.seconds:.1f} s",
+                 f"{self.failed} failed; {self.items_per_s:.1f} {self.unit}/s over {self.seconds:.1f} s"
+                 + (f" (first batch after {self.first_batch_s:.1f} s)" if self.first_batch_s else ""),
                  f"  output: {self.output}"]
         if extra:
             lines.append(f"  {extra}")

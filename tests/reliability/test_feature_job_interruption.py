@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,22 @@ def test_interrupted_job_keeps_finished_batches_and_rerun_does_only_the_rest(tmp
     assert processed == ["k05"] + [f"k{i:02d}" for i in range(6, 12)]
     assert (summary.skipped_cached, summary.done, summary.failed) == (5, 7, 1)
     assert pq.read_table(output).sort_by("key").equals(pq.read_table(tmp_path / "ref.parquet").sort_by("key"))
+
+
+@pytest.mark.unit
+def test_summary_times_the_first_batch_apart_from_the_rest(tmp_path):
+    out = JobOutput(tmp_path / "out.parquet", SCHEMA, "key")
+    rows = KEYS.to_pylist()
+
+    def batches():
+        time.sleep(0.2)                      # start-up: the first batch is late
+        yield compute(rows[:3])
+        yield compute(rows[3:6])
+
+    summary = JobSummary("test", total=6)
+    write_stream(batches(), SCHEMA.empty_table(), out, summary, total=6)
+    assert 0.2 <= summary.first_batch_s <= summary.seconds
+    assert f"(first batch after {summary.first_batch_s:.1f} s)" in summary.report()
 
 
 KILL_SCRIPT = textwrap.dedent("""
