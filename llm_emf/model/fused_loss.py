@@ -18,6 +18,18 @@ import torch
 CHUNK_BYTES = 8 << 20
 
 
+def _target_log_prob(probs: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(C, 1) log p[target] from fp32 softmax rows; rows whose target probability underflowed (a logit gap of
+    ~100, rare) are recomputed with log-softmax, so the loss stays finite and exact."""
+    p = probs.gather(1, targets)
+    log_p = torch.log(p)
+    tiny = p < 1e-30
+    if bool(tiny.any()):
+        rows = tiny.flatten()
+        log_p[rows] = torch.log_softmax(logits[rows], dim=1, dtype=torch.float32).gather(1, targets[rows])
+    return log_p
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, states, items, targets, row_weights, chunk: int, matmul_dtype):
@@ -31,11 +43,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             s = states[start:start + chunk].detach().to(matmul_dtype)              # (C, q)
             t = targets[start:start + chunk, None]                                 # (C, 1)
             w = row_weights[start:start + chunk, None].float()                     # (C, 1)
-            # log-softmax in fp32 straight from the (possibly bf16) logits: one conversion pass fewer
-            log_p = torch.log_softmax(s @ w_mm.T, dim=1, dtype=torch.float32)      # (C, n)
-            loss -= (w * log_p.gather(1, t)).sum()
+            # softmax in fp32 straight from the (possibly bf16) logits: it is the gradient, and the loss is
+            # -log of its target entry, so no separate log-softmax pass and exp pass over the chunk
+            logits = s @ w_mm.T                                                    # (C, n)
+            probs = torch.softmax(logits, dim=1, dtype=torch.float32)              # (C, n)
+            loss -= (w * _target_log_prob(probs, logits, t)).sum()
             if need_grad:
-                grad = log_p.exp_()                                                # softmax, in place
+                grad = probs
                 grad.scatter_add_(1, t, -torch.ones_like(t, dtype=grad.dtype))     # minus the one-hot target
                 grad = torch.mul(grad, w, out=torch.empty(grad.shape, dtype=matmul_dtype, device=grad.device))
                 grad_states[start:start + chunk] = grad @ w_mm                     # dLoss/dstates (C, q)

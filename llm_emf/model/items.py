@@ -161,25 +161,32 @@ class ItemVectors(nn.Module):
 
     def id_rows(self, drop: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items, q) ID vectors: items never trained, and those in ``drop`` (ID dropout), get the
-        unseen-item vector of their domain instead of their own row."""
+        unseen-item vector of their domain instead of their own row.
+
+        Only the unseen rows are computed and written (``index_put``), and the domain means are masked
+        matmuls: this runs every training step, and whole-table gathers and boolean indexing made backward
+        scatters over the entire ID table (a fifth of a Food-Kitchen step, bench/results/train_ceiling.md).
+        """
         w = self.id.weight
         if drop is None and not self.has_unseen:
             return w
         unseen = ~self.id_trained if drop is None else ~self.id_trained | drop
-        in_y = (torch.arange(self.n_items, device=w.device) >= self.n_x).long()   # (n_items,) domain
+        rows = torch.nonzero(unseen).flatten()                                   # (u,)
+        in_y = (rows >= self.n_x).long()                                         # (u,) domain
         if self.unseen_id == "zero":
-            fill = torch.zeros_like(w)
+            fill = torch.zeros(rows.numel(), w.shape[1], dtype=w.dtype, device=w.device)
         elif self.unseen_id == "learned":
-            fill = self.unseen.to(w.dtype)[in_y]                                  # (n_items, q)
+            fill = self.unseen.to(w.dtype)[in_y]                                  # (u, q)
         else:
-            known = ~unseen
-            means = torch.stack([w[:self.n_x][known[:self.n_x]].mean(0), w[self.n_x:][known[self.n_x:]].mean(0)])
-            fill = torch.nan_to_num(means)[in_y]                                  # a domain with none: zero
+            known = (~unseen).to(w.dtype)
+            sums = torch.stack([known[:self.n_x] @ w[:self.n_x], known[self.n_x:] @ w[self.n_x:]])   # (2, q)
+            counts = torch.stack([known[:self.n_x].sum(), known[self.n_x:].sum()]).unsqueeze(1)
+            fill = torch.nan_to_num(sums / counts)[in_y]                         # a domain with none: zero
             if self.unseen_id == "neighbor":
-                weight = self.neighbor_weight.to(w.dtype)                         # (n_items, k)
-                borrowed = (weight.unsqueeze(-1) * w[self.neighbor_index]).sum(1)  # (n_items, q)
+                weight = self.neighbor_weight[rows].to(w.dtype)                   # (u, k)
+                borrowed = (weight.unsqueeze(-1) * w[self.neighbor_index[rows]]).sum(1)   # (u, q)
                 fill = torch.where(weight.sum(1, keepdim=True) > 0, borrowed, fill)   # no content: the mean
-        return torch.where(unseen.unsqueeze(-1), fill, w)
+        return w.index_put((rows,), fill)
 
     def modality(self, name: str) -> torch.Tensor:
         """(n_items, q) vectors of one modality; zero rows for items that lack it."""

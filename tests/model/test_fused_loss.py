@@ -62,3 +62,15 @@ def test_no_gradient_work_without_requires_grad():
     assert not loss.requires_grad
     assert loss.item() == pytest.approx(_plain(states, items, torch.zeros(5, dtype=torch.long), torch.ones(5)).item(),
                                         rel=1e-5)
+
+
+def test_a_target_far_below_the_top_logit_keeps_a_finite_exact_loss():
+    # logit gap 200: the target's softmax probability underflows fp32 (e^-200), its log-probability does not
+    states = torch.tensor([[1.0], [1.0]])
+    items = torch.tensor([[200.0], [0.0], [1.0]])
+    targets = torch.tensor([1, 0])
+    loss = linear_cross_entropy(states, items, targets, torch.tensor([1.0, 1.0]))
+    expected = F.cross_entropy(states @ items.T, targets, reduction="sum")
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.item() == pytest.approx(200.0, rel=1e-6)
