@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from llm_emf.jobs.durable import replace_durably
+
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 # Filesystem types that every node of a cluster can mount at the same path.
 NETWORK_FS_TYPES = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse",
@@ -119,7 +121,7 @@ class Storage:
             tmp = p + ".tmp"
             with fs.open_output_stream(tmp) as f:
                 f.write(data)
-            os.replace(tmp, p)
+            replace_durably(Path(tmp), Path(p))
         else:
             with fs.open_output_stream(p) as f:
                 f.write(data)

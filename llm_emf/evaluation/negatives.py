@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, SPLITS, DataError, domain_of, domain_slice, in_domain
+from llm_emf.jobs.durable import replace_durably
 
 NEGATIVES_SCHEMA = pa.schema([
     pa.field("user_id", pa.string(), nullable=False),
@@ -66,11 +67,12 @@ def sample_negatives(user_ids: list[str], targets: np.ndarray, n_x: int, n_y: in
 
 
 def _write_atomic(table: pa.Table, path: Path, meta: dict[str, str]) -> None:
-    # several workers may evaluate at once: write aside, then rename, so nobody reads half a file
+    # several workers may evaluate at once: write aside, then rename (durably: the file outlives a power
+    # cut whole or not at all), so nobody reads half a file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table.replace_schema_metadata({f"llm_emf.{k}": v for k, v in meta.items()}), tmp)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def _check_file(path: Path, table: pa.Table, expected: dict[str, str]) -> None:

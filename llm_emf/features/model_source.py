@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llm_emf.config import ConfigError
 from llm_emf.hashing import file_sha256
+from llm_emf.jobs.durable import replace_durably
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def assemble_embedded_gguf(name: str, dest: Path) -> Path:
         tmp.unlink()
         raise ConfigError(f"embedded model '{name}': sha256 of the assembled GGUF is {h.hexdigest()}, "
                           f"expected {spec.sha256}; refusing to load it")
-    os.replace(tmp, dest)
+    replace_durably(tmp, dest)
     return dest
 
 
