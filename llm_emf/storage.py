@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from llm_emf.jobs.durable import replace_durably
+from llm_emf.jobs.durable import write_bytes_durably
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 # Filesystem types that every node of a cluster can mount at the same path.
@@ -118,10 +118,7 @@ class Storage:
         fs.create_dir(posixpath.dirname(p), recursive=True)
         data = json.dumps(obj, indent=2, sort_keys=True).encode()
         if isinstance(fs, pafs.LocalFileSystem):
-            tmp = p + ".tmp"
-            with fs.open_output_stream(tmp) as f:
-                f.write(data)
-            replace_durably(Path(tmp), Path(p))
+            write_bytes_durably(data, Path(p))
         else:
             with fs.open_output_stream(p) as f:
                 f.write(data)

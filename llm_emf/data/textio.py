@@ -89,22 +89,28 @@ def _decode(path: Path, number: int, raw: bytes, bad: BadRows) -> str | None:
     return text
 
 
-def read_lines(path: Path, bad: BadRows) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path, bad: BadRows, required: str | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for each non-blank line, newline stripped.
 
     A line that is not valid UTF-8 or holds a NUL is a bad row (reported, not yielded); a broken gzip stream
-    is fatal.
+    is fatal. ``required`` (what the file must hold) makes a file without a non-blank line an "empty file"
+    error; a quarantined line is not blank, so a file of bad rows only is not called empty.
     """
-    number, raw = 0, b""
+    number, raw, non_blank = 0, b"", 0
     try:
         with _open_binary(path) as fh:
             for number, raw in enumerate(fh, start=1):
                 text = _decode(path, number, raw, bad)
-                if text is not None and text.rstrip("\r\n").strip():
+                if text is None:             # quarantined, not blank
+                    non_blank += 1
+                elif text.rstrip("\r\n").strip():
+                    non_blank += 1
                     yield number, text.rstrip("\r\n")
     except (OSError, EOFError, zlib.error) as e:
         raise _unreadable(path, e) from None
     warn_if_cut(path, raw, number)
+    if required and not non_blank:
+        raise DataError(path, None, required, "an empty file")
 
 
 def _unreadable(path: Path, e: Exception) -> DataError:

@@ -11,7 +11,6 @@ elsewhere). Negatives of a case depend only on (seed, split, user_id), not on th
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, SPLITS, DataError, domain_of, domain_slice, in_domain
-from llm_emf.jobs.durable import replace_durably
+from llm_emf.jobs.durable import write_durably
 
 NEGATIVES_SCHEMA = pa.schema([
     pa.field("user_id", pa.string(), nullable=False),
@@ -64,15 +63,6 @@ def sample_negatives(user_ids: list[str], targets: np.ndarray, n_x: int, n_y: in
     return pa.table({"user_id": pa.array(user_ids, pa.string()),
                      "target": pa.array(targets, pa.int32()),
                      "negatives": pa.array(rows, pa.list_(pa.int32()))}, schema=NEGATIVES_SCHEMA)
-
-
-def _write_atomic(table: pa.Table, path: Path, meta: dict[str, str]) -> None:
-    # several workers may evaluate at once: write aside, then rename (durably: the file outlives a power
-    # cut whole or not at all), so nobody reads half a file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table.replace_schema_metadata({f"llm_emf.{k}": v for k, v in meta.items()}), tmp)
-    replace_durably(tmp, path)
 
 
 def _check_file(path: Path, table: pa.Table, expected: dict[str, str]) -> None:
@@ -148,5 +138,7 @@ def load_or_create_negatives(path: Path, *, fingerprint: str, split: str, seed: 
         _check_file(path, table, expected)
     else:
         table = sample_negatives(user_ids, targets, n_x, n_y, n_negatives, seed, split)
-        _write_atomic(table, path, expected)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # several workers may evaluate at once: each writes its own temporary file, so nobody reads half a file
+        write_durably(table.replace_schema_metadata({f"llm_emf.{k}": v for k, v in expected.items()}), path)
     return aligned_negatives(table, path, user_ids, targets, n_x, n_y, n_negatives)

@@ -28,9 +28,9 @@ def map_batches_on_actors(ds, fn, threads: int | None = None, actors: int = 1, *
         return ds.map_batches(fn, **kwargs, **ACTOR_FAULT_TOLERANCE)
 
 
-def actor_threads(threads: int, concurrency: int) -> int:
+def actor_threads(threads: int, actors: int) -> int:
     """Torch intra-op threads for a model actor: ``threads`` if positive; with 0 (auto), on CPU, its node's
-    Ray CPUs shared among the job's ``concurrency`` actors, at least the CPUs Ray assigned it; on a GPU,
+    Ray CPUs shared among the pool's ``actors``, at least the CPUs Ray assigned it; on a GPU,
     unchanged.
 
     Ray sets OMP_NUM_THREADS to the actor's CPU request (1), so a lone encoder or LLM actor on an 8-core node
@@ -49,10 +49,10 @@ def actor_threads(threads: int, concurrency: int) -> int:
     assigned = context.get_assigned_resources().get("CPU", 1)
     node = next((n for n in ray.nodes() if n.get("NodeID") == context.get_node_id()), None)
     node_cpus = node["Resources"].get("CPU", assigned) if node else assigned
-    return max(1, int(assigned), int(node_cpus // max(concurrency, 1)))
+    return max(1, int(assigned), int(node_cpus // max(actors, 1)))
 
 
-def _with_threads(cls: type, threads: int, concurrency: int) -> type:
+def _with_threads(cls: type, threads: int, actors: int) -> type:
     """``cls`` whose constructor first sets torch's threads to :func:`actor_threads` (same name for Ray's
     operator names and logs)."""
 
@@ -60,7 +60,7 @@ def _with_threads(cls: type, threads: int, concurrency: int) -> type:
         def __init__(self, *args, **kwargs):
             import torch
 
-            torch.set_num_threads(actor_threads(threads, concurrency))
+            torch.set_num_threads(actor_threads(threads, actors))
             super().__init__(*args, **kwargs)
 
     Threaded.__name__ = Threaded.__qualname__ = cls.__name__

@@ -27,8 +27,21 @@ def replace_durably(tmp: Path, path: Path) -> None:
     sync_folder(path.parent)
 
 
+def _temporary(path: Path) -> Path:
+    """A hidden name beside ``path``, one per process: concurrent writers of one file (evaluation workers
+    creating the same negatives) each finish their own copy, and the last rename wins whole."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_durably(table: pa.Table, path: Path) -> None:
     """``table`` as Parquet at ``path``, via a hidden temporary file: ``path`` is either absent or a whole file."""
-    tmp = path.with_name("." + path.name + ".tmp")
+    tmp = _temporary(path)
     pq.write_table(table, tmp)
+    replace_durably(tmp, path)
+
+
+def write_bytes_durably(data: bytes, path: Path) -> None:
+    """``data`` at ``path`` the same way (a JSON marker or manifest)."""
+    tmp = _temporary(path)
+    tmp.write_bytes(data)
     replace_durably(tmp, path)

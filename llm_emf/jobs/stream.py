@@ -44,7 +44,7 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, out: JobOutput, 
     out.path.parent.mkdir(parents=True, exist_ok=True)
     failed = _FailedRows(out)
     start = time.perf_counter()
-    new_parts, stopped = _checkpoint(batches, out, summary, failed, total)
+    new_parts, stopped = _checkpoint(batches, out, summary, failed, total, start)
     summary.seconds = time.perf_counter() - start
     if before_publish is not None:
         before_publish()
@@ -58,11 +58,11 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, out: JobOutput, 
 
 
 def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary, failed: "_FailedRows",
-                total: int) -> tuple[list[Path], BaseException | None]:
-    """Write each batch as a part file until ``batches`` ends or stops early; the new parts and what stopped it."""
+                total: int, start: float) -> tuple[list[Path], BaseException | None]:
+    """Write each batch as a part file until ``batches`` ends or stops early; the new parts and what stopped it.
+    ``start``: the job's clock (perf_counter), for ``summary.first_batch_s``."""
     number = parts.open_parts(out.parts)
     new_parts: list[Path] = []
-    start = time.perf_counter()
     with tqdm(total=total, desc=summary.job, unit="item", disable=None, mininterval=5) as bar:
         iterator = iter(batches)
         while True:

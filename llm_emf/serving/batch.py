@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_stream
-from llm_emf.jobs.durable import replace_durably
+from llm_emf.jobs.durable import write_bytes_durably
 from llm_emf.ray_local import ensure_ray
 from llm_emf.training.checkpoint import load_checkpoint_config
 from llm_emf.training.restore import find_checkpoint, load_models, top_k
@@ -129,7 +129,4 @@ def _write_manifest(output: Path, run, dataset: Dataset, split: str, k: int, exc
     manifest = {"run": str(run), "dataset": dataset.meta.name, "fingerprint": dataset.meta.fingerprint,
                 "split": split, "k": k, "exclude_seen": exclude_seen, "users": summary.total,
                 "domains": list(dataset.meta.domains)}
-    path = output.with_suffix(".json")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    replace_durably(tmp, path)
+    write_bytes_durably((json.dumps(manifest, indent=2) + "\n").encode("utf-8"), output.with_suffix(".json"))

@@ -61,9 +61,8 @@ def parse_token(token: str) -> tuple[int, int] | str:
 def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) -> list[Line]:
     min_len = 2 if split in ("valid", "test") else 1
     n_total = sum(n_items)
-    lines, non_blank, bad_before = [], 0, len(bad)     # read_lines quarantines NUL / undecodable lines itself
-    for number, text in read_lines(path, bad):
-        non_blank += 1
+    lines = []
+    for number, text in read_lines(path, bad, required="user lines (user_idx \\t n \\t item|ts|date ...)"):
         fields = text.split("\t")
         user = fields[0].strip()
         if len(fields) < 3 or parse_int(fields[1]) is None:
@@ -86,8 +85,6 @@ def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) 
             bad.report(path, number, f"at least {min_len} tokens", f"{len(parsed)}", text)
             continue
         lines.append(Line(number, text, user, parsed))
-    if not non_blank and len(bad) == bad_before:
-        raise DataError(path, None, "user lines (user_idx \\t n \\t item|ts|date ...)", "an empty file")
     return lines
 
 

@@ -86,10 +86,9 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
                        bad: BadRows, out: SequenceRows) -> dict:
     min_len = 2 if split in ("valid", "test") else 1  # valid/test need history + target
     users: set[str] = set()
-    interactions = lines = 0
-    bad_before = len(bad)                   # lines read_lines itself quarantines (NUL, undecodable) count too
-    for number, text in read_lines(path, bad):
-        lines += 1
+    interactions = 0
+    # every sequence file is required: an empty one is a lost or truncated download
+    for number, text in read_lines(path, bad, required="user lines (user \\t comma-separated item ids)"):
         fields = text.split("\t")
         if len(fields) != 2:
             bad.report(path, number, "2 tab-separated fields (user, comma-separated items)", f"{len(fields)}", text)
@@ -121,9 +120,6 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
         users.add(user)
         interactions += len(items)
         out.add(f"{tag}:{user}", split, items, None)
-    if not lines and len(bad) == bad_before:   # every sequence file is required: an empty one is a lost or
-                                                # truncated download
-        raise DataError(path, None, "user lines (user \\t comma-separated item ids)", "an empty file")
     return {"file": path.name, "users": len(users), "interactions": interactions}
 
 
