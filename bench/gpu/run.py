@@ -210,6 +210,7 @@ class TrainBench:
     def measure(self, device: str, batch_size: int, warmup: int, steps: int, max_s: float,
                 fused_loss: bool = True) -> dict:
         from llm_emf.model import build_model
+        from llm_emf.precision import native_bf16
         from llm_emf.training.loop import build_optimizer, train_epoch
 
         cfg = model_config(fused_loss)
@@ -238,7 +239,8 @@ class TrainBench:
         total_timed = sum(step_s)
         # supervised positions per sequence: every target after the first item (method.md, every target trained)
         positions = batch_size * (self.sizes["seq_len"] - 1)
-        out = {"device": device, "variant": "fused_loss" if fused_loss else "unfused_loss", "dtype": "bf16 autocast",
+        out = {"device": device, "variant": "fused_loss" if fused_loss else "unfused_loss",
+               "dtype": "bf16 autocast" if native_bf16(device) else "fp32 (no native bf16)",
                "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": len(step_s),
                "timed_s": total_timed, "sequences_per_s": batch_size * len(step_s) / total_timed,
                "positions_per_s": positions * len(step_s) / total_timed,

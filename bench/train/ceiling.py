@@ -48,6 +48,7 @@ from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import Ragged, sequences_of
+from llm_emf.precision import use_bf16
 from llm_emf.training.loop import build_optimizer, shard_indices, train_epoch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,7 +219,7 @@ def run_ceiling(args, overrides: list[str]) -> dict:
         train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling")
     counted = float(counter.get_total_flops())
     prof = profile_step(model, opt, sched, seqs, rows, cfg)
-    precision = "bf16" if cfg.train.bf16 else "fp32"
+    precision = "bf16" if use_bf16(cfg.train.bf16, "cpu") else "fp32"   # as train_epoch ran it
     peak = measured["peak_gflops"][precision]["median"]
     bound = peak * 1e9 / flops["total"]
     for row in prof["categories"]:      # the time its matmuls would take at the peak rate

@@ -20,7 +20,8 @@ class TrainConfig:
     num_workers: int = help_field(0, "(int) Ray Train workers; 0 trains in-process (local mode)", min=0, max=4096)
     cpus_per_worker: float = help_field(1.0, "(float) CPUs reserved per worker (fractions allowed)", min=0.0)
     use_gpu: bool = help_field(False, "(bool) one GPU per worker (NCCL); otherwise gloo on CPU")
-    bf16: bool = help_field(False, "(bool) bf16 autocast for forward and loss")
+    bf16: bool = help_field(False, "(bool) bf16 autocast for forward and loss where the device does "
+                                  "bf16 natively (GPU, AVX-512/AMX CPU); elsewhere fp32 with a warning")
     max_failures: int = help_field(2, "(int) worker-group restarts from the latest checkpoint", min=0)
     run_name: str = help_field("", "(str) run name; reusing it resumes that run from its latest checkpoint")
     storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")

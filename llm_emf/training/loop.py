@@ -25,6 +25,7 @@ from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import PROTOCOLS, evaluate
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import sequences_of
+from llm_emf.precision import use_bf16
 
 from .catalog import catalog_record
 from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
@@ -57,8 +58,10 @@ def build_optimizer(model: torch.nn.Module, cfg: Config):
 def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cfg: Config, device,
                 desc: str = "train", before_batch=None) -> float:
     """One pass over ``indices``; returns the mean loss per supervised position (this worker).
-    ``before_batch(step)``, if given, is called before each batch is built (``step`` 1-based)."""
+    ``before_batch(step)``, if given, is called before each batch is built (``step`` 1-based).
+    bf16 autocast is on when ``train.bf16`` asks for it and the device does bf16 natively (use_bf16)."""
     model.train()
+    bf16 = use_bf16(cfg.train.bf16, device)
     inner = model.module if hasattr(model, "module") else model
     total, count = 0.0, 0
     starts = range(0, len(indices), cfg.train.batch_size)
@@ -67,7 +70,7 @@ def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cf
             before_batch(step)
         rows = indices[start:start + cfg.train.batch_size]
         batch = inner.build_training_batch(train_seqs.take(rows)).to(device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             loss, n = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,7 +156,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
         loss = _all_reduce_mean(loss, len(indices), world)
         train_s = time.perf_counter() - started
         epoch += 1
-        metrics = {"epoch": epoch, "train_loss": loss, "world_size": world}
+        metrics = {"epoch": epoch, "train_loss": loss, "world_size": world,
+                   "bf16": float(use_bf16(cfg.train.bf16, device))}   # as it ran: off where not native
         if rank == 0:
             valid = evaluate(make_scorer(inner, cfg.train.eval_batch_size, device), dataset, "valid", cfg,
                              protocols=PROTOCOLS, scorer_name=cfg.model.name)

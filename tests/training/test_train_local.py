@@ -84,9 +84,25 @@ def test_other_models_train_end_to_end(tmp_path, dataset_dir, model):
     assert len(result.history) == 1 and torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
 
 
-def test_bf16_autocast_trains(tmp_path, dataset_dir):
+def test_bf16_autocast_trains(tmp_path, dataset_dir, monkeypatch):
+    monkeypatch.setattr("llm_emf.training.loop.use_bf16", lambda requested, device: requested)   # any CPU
     result = train(tiny_train_config(tmp_path, epochs=1, bf16=True, run_name="bf16"))
     assert torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
+    assert result.history[0]["bf16"] == 1.0
+    fp32 = train(tiny_train_config(tmp_path, epochs=1, run_name="fp32"))
+    assert fp32.history[0]["bf16"] == 0.0
+    assert result.history[0]["train_loss"] != fp32.history[0]["train_loss"]   # autocast really changed the math
+
+
+def test_bf16_on_a_cpu_without_native_bf16_trains_exactly_as_fp32(tmp_path, dataset_dir, monkeypatch):
+    monkeypatch.setattr("llm_emf.precision.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("llm_emf.precision.torch.backends.cpu.get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr("llm_emf.precision._warned", set())
+    with pytest.warns(RuntimeWarning, match=r"train.bf16=true: this cpu \(AVX2\) has no native bfloat16"):
+        asked = train(tiny_train_config(tmp_path, epochs=1, bf16=True, run_name="asked"))
+    plain = train(tiny_train_config(tmp_path, epochs=1, run_name="plain"))
+    assert asked.history[0]["bf16"] == 0.0
+    assert asked.history[0]["train_loss"] == plain.history[0]["train_loss"]
 
 
 @pytest.mark.gpu
