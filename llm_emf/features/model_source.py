@@ -19,7 +19,7 @@ from pathlib import Path
 
 from llm_emf.config import ConfigError
 from llm_emf.hashing import file_sha256
-from llm_emf.jobs.durable import replace_durably
+from llm_emf.jobs.durable import replace_durably, replace_folder_durably
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     fresh.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(folder, gguf_file=fname).save_pretrained(tmp)
     (tmp / "llm_emf_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": file_sha256(gguf)}))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    replace_folder_durably(tmp, out_dir)     # the cache check trusts names: their bytes must be on disk first
     return out_dir
 
 

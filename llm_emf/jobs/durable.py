@@ -4,6 +4,7 @@ folder so the rename itself is on disk. Neither a SIGKILL nor a power cut leaves
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +26,21 @@ def replace_durably(tmp: Path, path: Path) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     sync_folder(path.parent)
+
+
+def replace_folder_durably(tmp: Path, folder: Path) -> None:
+    """Publish the finished folder ``tmp`` as ``folder`` (replacing any old one): every file and ``tmp`` itself
+    are flushed before the rename, so a power cut cannot leave files with their names but not their bytes."""
+    for path in sorted(tmp.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        elif path.is_dir():
+            sync_folder(path)
+    sync_folder(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    sync_folder(folder.parent)
 
 
 def _temporary(path: Path) -> Path:

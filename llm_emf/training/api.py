@@ -21,6 +21,7 @@ from llm_emf.config.loader import to_dict
 from llm_emf.data.schema import DataError, Dataset
 from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
 from llm_emf.model import make_scorer
+from llm_emf.ray_local import ensure_ray
 from llm_emf.storage import Storage, is_remote
 
 from .checkpoint import load_state
@@ -59,6 +60,9 @@ def _run_ray(cfg: Config, run_name: str, storage: str, callbacks: Sequence, loop
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    # The same way into Ray as every other command (pipeline.ray_address, dashboard on 127.0.0.1, token auth);
+    # left to itself the trainer would start a default local Ray and ignore pipeline.ray_address.
+    ensure_ray(cfg.pipeline.ray_address, dashboard=cfg.pipeline.ray_dashboard)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

@@ -47,3 +47,24 @@ def test_driver_restart_with_the_same_run_name_resumes(tmp_path, dataset_dir, lo
                                      lr=2e-2))
     assert [h["epoch"] for h in second.history] == [1, 2]
     assert second.history[0] == first.history[0]
+
+
+class _Joined(Exception):
+    pass
+
+
+def test_ray_training_joins_ray_through_ensure_ray(tmp_path, dataset_dir, monkeypatch):
+    # `llm-emf train train.num_workers=N` must honour pipeline.ray_address and the dashboard setting like every
+    # other command, not let the trainer start a default local Ray by itself.
+    seen = {}
+
+    def fake_ensure_ray(address="", dashboard=True, **_):
+        seen.update(address=address, dashboard=dashboard)
+        raise _Joined
+
+    monkeypatch.setattr("llm_emf.training.api.ensure_ray", fake_ensure_ray)
+    cfg = tiny_train_config(tmp_path, epochs=1, num_workers=2, run_name="joins")
+    cfg.pipeline.ray_address, cfg.pipeline.ray_dashboard = "ray://head.example:10001", False
+    with pytest.raises(_Joined):
+        train(cfg)
+    assert seen == {"address": "ray://head.example:10001", "dashboard": False}
