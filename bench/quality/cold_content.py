@@ -27,22 +27,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 
 from llm_emf.config import load_config
 from llm_emf.data.cold import trained_items
-from llm_emf.data.schema import Dataset, domain_slice
+from llm_emf.data.schema import Dataset, domain_of, domain_slice
 from llm_emf.evaluation import evaluate
 from llm_emf.model import load_item_features
+from llm_emf.model.items import unit_content
 
 NEAR_DUPLICATE, SIMILAR = 0.9, 0.8
 
 
 def content_matrix(features) -> torch.Tensor:
-    """(n_items, sum e) unit rows: each available modality unit-normalised, concatenated, renormalised."""
-    parts = [F.normalize(m.float(), dim=-1) * h.unsqueeze(-1).float()
-             for m, h in ((features.text, features.has_text), (features.image, features.has_image)) if m is not None]
-    return F.normalize(torch.cat(parts, dim=1), dim=-1)
+    """(n_items, sum e) unit rows of the modalities the table has, in the neighbour rule's cosine space."""
+    present = [(m, h) for m, h in ((features.text, features.has_text), (features.image, features.has_image))
+               if m is not None]
+    return unit_content([m for m, _ in present], [h for _, h in present])
 
 
 def history_scorer(content: torch.Tensor, n_x: int, n_y: int):
@@ -58,23 +58,24 @@ def history_scorer(content: torch.Tensor, n_x: int, n_y: int):
 
 
 def case_similarities(dataset: Dataset, content: torch.Tensor, trained: np.ndarray, split: str) -> dict:
-    """{domain: {kind: {"cases", "nearest_trained": [...], "history": [...]}}} per case of the split."""
-    out: dict = {}
+    """{domain: {kind: {"nearest_trained": [...], "history": [...]}}}, one entry per case of the split."""
+    out: dict = {name: {} for name in dataset.meta.domains}     # domains in their order, kinds as met
     trained_t = torch.as_tensor(trained)
-    for domain, name in enumerate(dataset.meta.domains):
+    pools = []                                                   # per domain: its trained items
+    for domain in (0, 1):
         sl = domain_slice(dataset.n_x, dataset.n_y, domain)
-        pool = torch.arange(sl.start, sl.stop)[trained_t[sl]]
-        for seq in dataset.split(split).column("items").to_pylist():
-            target = seq[-1]
-            if not sl.start <= target < sl.stop:
-                continue
-            sims = content[pool] @ content[target]
-            sims[pool == target] = -1.0
-            history = (content[seq[:-1]] @ content[target]).max().item() if len(seq) > 1 else 0.0
-            cell = out.setdefault(name, {}).setdefault("warm" if trained[target] else "cold",
-                                                       {"nearest_trained": [], "history": []})
-            cell["nearest_trained"].append(float(sims.max()))
-            cell["history"].append(history)
+        pools.append(torch.arange(sl.start, sl.stop)[trained_t[sl]])
+    for seq in dataset.split(split).column("items").to_pylist():
+        target = seq[-1]
+        domain = int(domain_of(np.asarray(target), dataset.n_x))
+        pool = pools[domain]
+        sims = content[pool] @ content[target]
+        sims[pool == target] = -1.0
+        history = (content[seq[:-1]] @ content[target]).max().item() if len(seq) > 1 else 0.0
+        cell = out[dataset.meta.domains[domain]].setdefault(
+            "warm" if trained[target] else "cold", {"nearest_trained": [], "history": []})
+        cell["nearest_trained"].append(float(sims.max()))
+        cell["history"].append(history)
     return out
 
 

@@ -207,6 +207,13 @@ class ItemVectors(nn.Module):
         return torch.stack([self.has(m) for m in CONTENT if m in self.modalities]).any(dim=0)
 
 
+def unit_content(features: list[torch.Tensor], has: list[torch.Tensor]) -> torch.Tensor:
+    """(n_items, sum e) rows whose dot product is the content cosine neighbours are chosen by: each modality
+    unit-normalised (zero where the item lacks it), the modalities concatenated, the rows renormalised."""
+    parts = [F.normalize(f.float(), dim=-1) * h.unsqueeze(-1).float() for f, h in zip(features, has)]
+    return F.normalize(torch.cat(parts, dim=1), dim=-1)
+
+
 def content_neighbours(features: list[torch.Tensor], has: list[torch.Tensor], trained: torch.Tensor, n_x: int,
                        k: int, borrowers: torch.Tensor | None = None, temperature: float = 0.05,
                        chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,8 +225,7 @@ def content_neighbours(features: list[torch.Tensor], has: list[torch.Tensor], tr
     dominates a merely related one. Items without content, or in a domain without two trained items with
     content, get zero weights (their caller falls back to the domain mean).
     """
-    parts = [F.normalize(f.float(), dim=-1) * h.unsqueeze(-1).float() for f, h in zip(features, has)]
-    content = F.normalize(torch.cat(parts, dim=1), dim=-1)                       # (n_items, sum e)
+    content = unit_content(features, has)                                        # (n_items, sum e)
     has_any = torch.stack(has).any(dim=0)
     n_items = content.shape[0]
     index = torch.zeros(n_items, k, dtype=torch.long)
