@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from llm_emf.jobs.durable import write_bytes_durably
-
-REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
+from llm_emf import files
+from llm_emf.files import REMOTE_SCHEMES, is_remote  # noqa: F401 (re-exported: the storage vocabulary)
 # Filesystem types that every node of a cluster can mount at the same path.
 NETWORK_FS_TYPES = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse",
                     "fuse.juicefs", "ceph", "glusterfs", "fuse.glusterfs", "efs", "fuse.efs"}
@@ -26,10 +24,6 @@ NETWORK_FS_TYPES = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "
 
 class StorageError(ValueError):
     pass
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(REMOTE_SCHEMES)
 
 
 def _mount_type(path: Path) -> str:
@@ -94,38 +88,24 @@ class Storage:
         return is_remote(self.root)
 
     def path(self, *parts: str) -> str:
-        if self.remote:
-            return posixpath.join(self.root.rstrip("/"), *parts)
-        return str(Path(self.root).absolute().joinpath(*parts))
+        return files.join(files.absolute(self.root), *parts)
 
     def filesystem(self, uri: str | None = None) -> tuple[pafs.FileSystem, str]:
-        uri = uri or self.root
-        if is_remote(uri):
-            return pafs.FileSystem.from_uri(uri)
-        return pafs.LocalFileSystem(), str(Path(uri).absolute())
+        return files.filesystem(uri or self.root)
 
     def exists(self, uri: str) -> bool:
-        fs, p = self.filesystem(uri)
-        return fs.get_file_info(p).type != pafs.FileType.NotFound
+        return files.exists(uri)
 
     def makedirs(self, uri: str) -> None:
-        fs, p = self.filesystem(uri)
-        fs.create_dir(p, recursive=True)
+        files.makedirs(uri)
 
     def write_json(self, uri: str, obj: dict) -> None:
-        """Write then rename, so that a reader never sees half a marker (local); object stores are atomic."""
-        fs, p = self.filesystem(uri)
-        fs.create_dir(posixpath.dirname(p), recursive=True)
-        data = json.dumps(obj, indent=2, sort_keys=True).encode()
-        if isinstance(fs, pafs.LocalFileSystem):
-            write_bytes_durably(data, Path(p))
-        else:
-            with fs.open_output_stream(p) as f:
-                f.write(data)
+        """Whole or absent: a reader never sees half a marker (files.write_bytes)."""
+        files.write_json(uri, obj)
 
     def read_json(self, uri: str) -> dict | None:
-        fs, p = self.filesystem(uri)
-        if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        """The JSON object at ``uri``, or None when there is none."""
+        try:
+            return files.read_json(uri)
+        except FileNotFoundError:
             return None
-        with fs.open_input_stream(p) as f:
-            return json.loads(f.read().decode())
