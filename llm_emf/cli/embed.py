@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
+from llm_emf import files
 from llm_emf.cli.enrich import add_catalog_arguments, catalog_path
 from llm_emf.config import Config
 
@@ -26,12 +25,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
     enriched = None
     if args.enriched:
-        enriched = Path(args.enriched)
-    elif not args.raw_titles and Path(cfg.features.enrich.output).is_file():
-        enriched = Path(cfg.features.enrich.output)
+        enriched = args.enriched
+    elif not args.raw_titles and files.is_file(cfg.features.enrich.output):
+        enriched = cfg.features.enrich.output
     summary = run_embed(cfg, catalog_path(cfg, args), enriched)
     print(f"text from: {enriched or 'raw titles'}")
     print(summary.report())
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+        files.write_json(args.summary_json, summary.to_dict())
     return 0

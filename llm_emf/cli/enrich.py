@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
+from llm_emf import files
 from llm_emf.config import Config
 
 SECTIONS = ("seed", "data.output", "data.domain_x", "data.domain_y", "features.enrich", "pipeline.ray_address",
@@ -19,10 +18,11 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-json", help="also write the job summary (counts, throughput) to this file")
 
 
-def catalog_path(cfg: Config, args: argparse.Namespace) -> Path:
+def catalog_path(cfg: Config, args: argparse.Namespace) -> str:
+    """The catalog to read: ``--items``, else ``<--dataset or data.output>/items.parquet`` (path or URI)."""
     if getattr(args, "items", None):
-        return Path(args.items)
-    return Path(getattr(args, "dataset", None) or cfg.data.output) / "items.parquet"
+        return args.items
+    return files.join(getattr(args, "dataset", None) or cfg.data.output, "items.parquet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,5 +37,5 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     summary = run_enrich(cfg, items, domain_names(items, (cfg.data.domain_x or "X", cfg.data.domain_y or "Y")))
     print(summary.report())
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+        files.write_json(args.summary_json, summary.to_dict())
     return 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .fields import help_field, section
 
-IMAGE_SCHEMES = ("http", "https", "file")   # 'file': a local path or a file:// URL
+IMAGE_SCHEMES = ("http", "https", "file", "s3", "gs")   # 'file': a local path or a file:// URL; s3/gs: objects
 
 
 @dataclass
@@ -43,8 +43,9 @@ class EmbedConfig:
                                         "not per socket operation", min=0.1, max=600.0)
     image_max_mb: int = help_field(32, "(int) largest image accepted, in MiB; bytes are counted while reading",
                                    min=1, max=1024)
-    image_schemes: list[str] = help_field(None, "(list) what an image_uri may be: 'http', 'https', and 'file' (a local "
-                                          "path or file:// URL)", default_factory=lambda: list(IMAGE_SCHEMES))
+    image_schemes: list[str] = help_field(None, "(list) what an image_uri may be: 'http', 'https', 'file' (a local "
+                                          "path or file:// URL), 's3' and 'gs' (objects under the dataset folder "
+                                          "or image_roots)", default_factory=lambda: list(IMAGE_SCHEMES))
     image_roots: list[str] = help_field(None, "(list) folders local images may be read from besides the dataset "
                                         "folder (symlinks are followed before the check)", default_factory=list)
     image_allow_private: bool = help_field(False, "(bool) fetch http(s) images from private, loopback and link-local "

@@ -128,11 +128,12 @@ def dump_config(cfg: Any) -> str:
     return yaml.safe_dump(redact_values(to_dict(cfg)), sort_keys=False)
 
 
-def save_config(cfg: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_config(cfg), encoding="utf-8")
-    return path
+def save_config(cfg: Any, path: str | Path) -> str:
+    """Write the resolved config as YAML to a local path or an object-store URI; returns where."""
+    from llm_emf import files
+
+    files.write_text(path, dump_config(cfg))
+    return str(path)
 
 
 def from_dict(cfg_cls: type, mapping: dict, source: str = "mapping") -> Any:

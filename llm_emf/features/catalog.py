@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from llm_emf import files
 from llm_emf.data.schema import ITEM_SCHEMA, DataError
 
 
 def read_catalog(path: str | Path) -> pa.Table:
-    """The item table of a prepared dataset, checked against ITEM_SCHEMA."""
-    path = Path(path)
-    if not path.is_file():
+    """The item table of a prepared dataset (a local path or an object-store URI), checked against ITEM_SCHEMA."""
+    path = str(path)
+    if not files.is_file(path):
         raise DataError(path, None, "an items.parquet catalog (run `llm-emf prepare` or pass --items)", "no such file")
     try:
-        table = pq.read_table(path)
+        table = files.read_parquet(path)
     except pa.ArrowInvalid as e:
         raise DataError(path, None, "a Parquet file", f"unreadable ({e})") from e
     missing = [f.name for f in ITEM_SCHEMA if f.name not in table.column_names]
@@ -39,9 +38,9 @@ def read_catalog(path: str | Path) -> pa.Table:
 
 def domain_names(items_path: str | Path, fallback: tuple[str, str]) -> tuple[str, str]:
     """Domain names from the dataset.json next to the catalog, else from data.domain_x / domain_y."""
-    meta = Path(items_path).with_name("dataset.json")
-    if meta.is_file():
-        names = json.loads(meta.read_text(encoding="utf-8")).get("domains")
+    meta = files.join(files.parent(items_path), "dataset.json")
+    if files.is_file(meta):
+        names = files.read_json(meta).get("domains")
         if isinstance(names, list) and len(names) == 2:
             return str(names[0]), str(names[1])
     return fallback

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from llm_emf import files
 from llm_emf.config import Config
 from llm_emf.data.schema import DataError
 from llm_emf.features.actors import fault_point, map_batches_on_actors
@@ -22,7 +22,7 @@ from llm_emf.features.encoders import MINILM_NAME, FeatureEncoder, clip_image_si
 from llm_emf.features.images import FetchPolicy, ImageLoader
 from llm_emf.features.schema import ENRICHED_SCHEMA, FEATURE_SCHEMA
 from llm_emf.hashing import stable_hash
-from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_durably, write_stream
+from llm_emf.jobs import JobOutput, JobSummary, side_table, split_cached, table_blocks, write_stream
 from llm_emf.ray_local import ensure_ray
 
 PROBLEM_SCHEMA = pa.schema([("item_id", pa.string()), ("image_uri", pa.string()), ("status", pa.string()),
@@ -41,14 +41,14 @@ class EncoderActor(FeatureEncoder):
         return super().__call__(batch)
 
 
-def texts_for(catalog: pa.Table, enriched_path: Path | None, summary: JobSummary) -> tuple[list, list]:
+def texts_for(catalog: pa.Table, enriched_path: str | None, summary: JobSummary) -> tuple[list, list]:
     """Per catalog row: the text to encode and its prompt version (enriched text where available, else title)."""
     titles = catalog.column("title").to_pylist()
     if enriched_path is None:
         return titles, [None] * len(titles)
-    if not enriched_path.is_file():
+    if not files.is_file(enriched_path):
         raise DataError(enriched_path, None, "an enriched table (run `llm-emf enrich` first)", "no such file")
-    enriched = pq.read_table(enriched_path)
+    enriched = files.read_parquet(enriched_path)
     missing = [n for n in ("item_id", "text", "prompt_version") if n not in enriched.column_names]
     if missing:
         raise DataError(enriched_path, None, f"columns of ENRICHED_SCHEMA {ENRICHED_SCHEMA.names}", f"missing {missing}")
@@ -72,7 +72,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
     ec = cfg.features.embed
     catalog = read_catalog(items_path)
     summary = JobSummary("embed", total=catalog.num_rows)
-    texts, versions = texts_for(catalog, Path(enriched_path) if enriched_path else None, summary)
+    texts, versions = texts_for(catalog, str(enriched_path) if enriched_path else None, summary)
     clip_name = clip_label(ec.clip_model, ec.clip_pretrained, cfg.seed) if (ec.use_images or ec.text_backend == "clip") else None
     text_model = MINILM_NAME if ec.text_backend == "minilm" else clip_name
     image_model = clip_name if ec.use_images else None
@@ -84,7 +84,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
     rows = pa.table({"item_id": ids, "domain": pa.array(domains, pa.int8()), "text": pa.array(texts, pa.string()),
                      "image_uri": pa.array(uris, pa.string()), "prompt_version": pa.array(versions, pa.string()),
                      "content_hash": hashes})
-    out = JobOutput(Path(ec.output), FEATURE_SCHEMA, "content_hash", extra=PART_EXTRA)
+    out = JobOutput(ec.output, FEATURE_SCHEMA, "content_hash", extra=PART_EXTRA)
     todo_mask, cached = split_cached(rows.column("content_hash"), out)
     todo = rows.filter(todo_mask)
     summary.skipped_cached = cached.num_rows
@@ -98,7 +98,7 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
         size = clip_image_size(ec.clip_model) if ec.use_images else 1
         # CPU stage: its own resource request keeps Ray from fusing it into the encoder actor, so images are
         # fetched and decoded by parallel tasks while the actor encodes
-        policy = FetchPolicy.from_config(ec, Path(items_path).parent)   # local images: dataset folder + roots
+        policy = FetchPolicy.from_config(ec, files.parent(items_path))   # images: dataset folder + roots
         ds = ds.map_batches(ImageLoader(size, policy=policy), batch_size=ec.batch_size, batch_format="numpy",
                             num_cpus=0.5)
         ds = map_batches_on_actors(ds, EncoderActor, fn_constructor_kwargs=dict(
@@ -121,28 +121,28 @@ def run_embed(cfg: Config, items_path: str | Path, enriched_path: str | Path | N
             yield batch.append_column("text_model", pa.array([text_model] * n, pa.string())) \
                        .append_column("image_model", pa.array([image_model] * n, pa.string()))
 
-    side = out.path.with_name(out.path.stem + ".image_problems.parquet")
+    side = side_table(out.path, "image_problems")
 
     def write_problems() -> None:
         table = image_problems(cached, side, problems, ec.use_images)
         if table.num_rows:
-            write_durably(table, side)
-            summary.failed_output = str(side)
+            files.write_parquet(table, side)
+            summary.failed_output = side
         else:
-            side.unlink(missing_ok=True)
+            files.remove(side)
 
     write_stream(batches(), cached, out, summary, total=todo.num_rows, before_publish=write_problems)
     return summary
 
 
-def image_problems(cached: pa.Table, side: Path, new: list[dict], use_images: bool) -> pa.Table:
+def image_problems(cached: pa.Table, side: str, new: list[dict], use_images: bool) -> pa.Table:
     """The problem rows of every item in the output: from the old side table for items reused from the
     published output (their PART_EXTRA columns are null), from the part files for items a killed run
     finished, and this run's."""
     tables = [pa.Table.from_pylist(new, schema=PROBLEM_SCHEMA)]
     status = cached.column("image_status")
-    if side.is_file():
-        old = pq.read_table(side).cast(PROBLEM_SCHEMA)
+    if files.is_file(side):
+        old = files.read_parquet(side).cast(PROBLEM_SCHEMA)
         from_output = cached.filter(pc.is_null(status)).column("item_id")
         tables.insert(0, old.filter(pc.is_in(old.column("item_id"), value_set=from_output)))
     if use_images:

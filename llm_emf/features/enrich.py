@@ -82,7 +82,7 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
     if ec.limit:
         catalog = catalog.slice(0, ec.limit)
     rows = prompt_table(catalog, cfg, domains)
-    out = JobOutput(Path(ec.output), ENRICHED_SCHEMA, "cache_key", is_failed=lambda t: pc.is_valid(t.column("error")))
+    out = JobOutput(ec.output, ENRICHED_SCHEMA, "cache_key", is_failed=lambda t: pc.is_valid(t.column("error")))
     todo_mask, cached = split_cached(rows.column("cache_key"), out)
     todo = rows.filter(todo_mask)
     summary = JobSummary("enrich", total=rows.num_rows, skipped_cached=cached.num_rows)

@@ -1,7 +1,8 @@
 """The CPU stage of ``embed``: fetch, decode and resize item images before the encoder stage.
 
-An image comes from a local path, a ``file://`` URL or an ``http(s)://`` URL. ``image_uri`` is data, so
-it is not trusted (:class:`FetchPolicy`): local paths must lie under allowed folders and be regular files
+An image comes from a local path, a ``file://`` URL, an ``http(s)://`` URL or an object-store URI (``s3://``,
+``gs://``: read with the storage credentials of the job, so confined like local paths). ``image_uri`` is data, so
+it is not trusted (:class:`FetchPolicy`): local paths and objects must lie under allowed folders, local files be regular files
 (``/dev/zero`` is not an image), bytes are counted while reading whatever a size header or ``st_size``
 says, one image has one deadline for everything (connect, redirects, body), and a host must resolve to
 public addresses only. A missing URI or an unreadable or refused image yields ``has_image=false`` and a
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 
+from llm_emf import files
 from llm_emf.config import ConfigError
 from llm_emf.config.features import IMAGE_SCHEMES
 from llm_emf.config.redact import redact_uri
@@ -52,6 +55,7 @@ class FetchPolicy:
     allow_private: bool = False
     max_bytes: int = MAX_IMAGE_BYTES
     timeout_s: float = 10.0
+    object_roots: tuple[str, ...] = ()     # object-store prefixes images may be read from (s3://b/run/prepare/k)
 
     @classmethod
     def from_config(cls, ec, dataset_folder: str | Path) -> "FetchPolicy":
@@ -59,8 +63,11 @@ class FetchPolicy:
         bad = [s for s in ec.image_schemes if s not in IMAGE_SCHEMES]
         if bad:
             raise ConfigError(f"features.embed.image_schemes: expected names from {list(IMAGE_SCHEMES)}, found {bad}")
-        roots = tuple(Path(r).expanduser().resolve() for r in (dataset_folder, *ec.image_roots))
-        return cls(tuple(ec.image_schemes), roots, ec.image_allow_private, ec.image_max_mb << 20, ec.image_timeout_s)
+        folders = (str(dataset_folder), *ec.image_roots)
+        roots = tuple(Path(r).expanduser().resolve() for r in folders if not files.is_remote(r))
+        object_roots = tuple(r.rstrip("/") + "/" for r in folders if files.is_remote(r))
+        return cls(tuple(ec.image_schemes), roots, ec.image_allow_private, ec.image_max_mb << 20, ec.image_timeout_s,
+                   object_roots)
 
 
 def _remaining(deadline: float) -> float:
@@ -94,6 +101,21 @@ def _read_local(uri: str, policy: FetchPolicy, deadline: float) -> bytes:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise ImageRefused(f"{path} is not a regular file (a device, FIFO or folder is never an image)")
         return read_limited(f.read, policy.max_bytes, deadline, str(path))
+
+
+# -- objects in a bucket -----------------------------------------------------------------------
+def _read_object(uri: str, policy: FetchPolicy, deadline: float) -> bytes:
+    if not any(uri.startswith(root) for root in policy.object_roots):
+        raise ImageRefused(f"{uri} is outside the allowed object-store folders {list(policy.object_roots)} "
+                           "(the dataset folder and features.embed.image_roots)")
+    info = files.info(uri)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"{uri}: no such object")
+    if info.size is not None and info.size > policy.max_bytes:
+        raise ImageRefused(f"{uri}: {info.size} bytes is more than {policy.max_bytes} (features.embed.image_max_mb)")
+    fs, path = files.filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return read_limited(f.read, policy.max_bytes, deadline, uri)
 
 
 # -- http(s) -----------------------------------------------------------------------------------
@@ -204,6 +226,8 @@ def read_image_bytes(uri: str, timeout_s: float = 10.0, policy: FetchPolicy | No
         raise ImageRefused(f"{uri}: scheme '{scheme}' not in features.embed.image_schemes {list(policy.schemes)}")
     if scheme == "file":
         return _read_local(uri, policy, deadline)
+    if files.is_remote(uri):
+        return _read_object(uri, policy, deadline)
     return _fetch_http(uri, policy, deadline)
 
 

@@ -5,56 +5,57 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .durable import write_durably
+from llm_emf import files
+
 from .output import JobOutput
 
 
-def write_part(table: pa.Table, folder: Path, number: int) -> Path:
-    """One finished batch as ``part-NNNNNN.parquet``; the job's only per-batch checkpoint."""
-    path = folder / f"part-{number:06d}.parquet"
-    write_durably(table, path)
+def write_part(table: pa.Table, folder: str, number: int) -> str:
+    """One finished batch as ``part-NNNNNN.parquet`` (a local file or an object, whole or absent); the job's
+    only per-batch checkpoint."""
+    path = files.join(folder, f"part-{number:06d}.parquet")
+    files.write_parquet(table, path)
     return path
 
 
-def open_parts(folder: Path) -> int:
+def open_parts(folder: str) -> int:
     """Make ``folder`` ready for this run's parts; the number of the last part already there (0: none)."""
-    folder.mkdir(exist_ok=True)
-    for stale in folder.glob(".*.tmp"):  # half-written by a killed run, never renamed into place
-        stale.unlink()
+    files.makedirs(folder)
+    for stale in files.glob(folder, ".*.tmp"):  # half-written locally by a killed run, never renamed into place
+        files.remove(stale)
     # continue the numbering of a killed run's parts (and of set-aside corrupt ones): names never collide
-    return max((int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"part-(\d+)\.", p.name))), default=0)
+    return max((int(m.group(1)) for name in files.listdir(folder) if (m := re.match(r"part-(\d+)\.", name))),
+               default=0)
 
 
-def _part_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+def _part_files(folder: str) -> list[str]:
+    return files.glob(folder, "part-*.parquet")
 
 
-def read_parts(folder: Path, schema: pa.Schema) -> list[pa.Table]:
+def read_parts(folder: str, schema: pa.Schema) -> list[pa.Table]:
     """The finished batches a killed run left behind. A part that cannot be read as ``schema`` (truncated,
     overwritten, another layout) is renamed ``*.corrupt`` with a warning: its items are simply redone."""
     tables = []
     for part in _part_files(folder):
         try:
-            tables.append(pq.read_table(part).select(schema.names).cast(schema))
+            tables.append(files.read_parquet(part).select(schema.names).cast(schema))
         except (pa.ArrowException, OSError, KeyError, ValueError) as e:
             warnings.warn(f"{part}: unreadable part file ignored, its items will be recomputed ({e})",
                           RuntimeWarning, stacklevel=3)
-            part.rename(part.with_name(part.name + ".corrupt"))
+            files.move(part, part + ".corrupt")
     return tables
 
 
 def _published_rows(out: JobOutput) -> list[pa.Table]:
     """The rows of the published output as ``out.part_schema`` (``extra`` columns null); none if it has an
     older layout (everything is recomputed)."""
-    if not out.path.is_file():
+    if not files.is_file(out.path):
         return []
-    old = pq.read_table(out.path)
+    old = files.read_parquet(out.path)
     if set(out.schema.names) - set(old.column_names):
         return []
     old = old.select(out.schema.names).cast(out.schema)

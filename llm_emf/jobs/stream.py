@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import time
-from pathlib import Path
 from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from llm_emf import files
+
 from . import parts
-from .durable import replace_durably
 from .output import JobOutput
 from .summary import JobSummary
 
@@ -34,14 +34,14 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, out: JobOutput, 
     Each batch is written (atomically, fsynced) to ``out.parts`` as soon as it arrives, so the work survives a
     hard kill of this process (SIGKILL, the OOM killer): ``split_cached`` reads the parts on the next run, which
     then processes only the rest. At the end the cached rows and this run's parts, in that order, are merged
-    into ``out.path`` (atomically and fsynced, via ``<output>.partial``) and the part folder is removed. If
+    into ``out.path`` (whole or absent: ``llm_emf.files.parquet_writer``) and the part folder is removed. If
     producing a batch raises (a failed Ray Data job, Ctrl-C), the batches finished so far are published the
     same way before the error propagates. Failed rows (``out.is_failed``) also go to ``out.failed``.
     ``before_publish`` runs just before the merge (a job writes its own side tables there, so they are never
     older than the output). ``total`` is the number of rows expected, for the progress bar. Memory stays
     bounded by ``cached`` plus one batch.
     """
-    out.path.parent.mkdir(parents=True, exist_ok=True)
+    files.makedirs(files.parent(out.path))
     failed = _FailedRows(out)
     start = time.perf_counter()
     new_parts, stopped = _checkpoint(batches, out, summary, failed, total, start)
@@ -58,11 +58,11 @@ def write_stream(batches: Iterable[pa.Table], cached: pa.Table, out: JobOutput, 
 
 
 def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary, failed: "_FailedRows",
-                total: int, start: float) -> tuple[list[Path], BaseException | None]:
+                total: int, start: float) -> tuple[list[str], BaseException | None]:
     """Write each batch as a part file until ``batches`` ends or stops early; the new parts and what stopped it.
     ``start``: the job's clock (perf_counter), for ``summary.first_batch_s``."""
     number = parts.open_parts(out.parts)
-    new_parts: list[Path] = []
+    new_parts: list[str] = []
     with tqdm(total=total, desc=summary.job, unit="item", disable=None, mininterval=5) as bar:
         iterator = iter(batches)
         while True:
@@ -83,11 +83,11 @@ def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary
 
 
 class _FailedRows:
-    """The rows ``out.is_failed`` marks, streamed to ``<failed side table>.partial`` and published at the end."""
+    """The rows ``out.is_failed`` marks, streamed to a side-table writer and published whole at the end."""
 
     def __init__(self, out: JobOutput):
         self.out = out
-        self.partial = out.failed.with_name(out.failed.name + ".partial")
+        self._file = contextlib.ExitStack()
         self.writer: pq.ParquetWriter | None = None
 
     def add(self, batch: pa.Table) -> int:
@@ -95,7 +95,8 @@ class _FailedRows:
             return 0
         rows = batch.filter(self.out.is_failed(batch)).select(self.out.schema.names)
         if rows.num_rows:
-            self.writer = self.writer or pq.ParquetWriter(self.partial, self.out.schema)
+            if self.writer is None:
+                self.writer = self._file.enter_context(files.parquet_writer(self.out.failed, self.out.schema))
             self.writer.write_table(rows)
         return rows.num_rows
 
@@ -103,21 +104,18 @@ class _FailedRows:
         """The side table's path, or "" when no row failed (a stale one from an earlier run would mislead: it
         is removed)."""
         if self.writer is None:
-            self.out.failed.unlink(missing_ok=True)
+            files.remove(self.out.failed)
             return ""
-        self.writer.close()
-        replace_durably(self.partial, self.out.failed)
-        return str(self.out.failed)
+        self._file.close()                      # closes the writer and publishes the file
+        return self.out.failed
 
 
-def _publish(cached: pa.Table, new_parts: list[Path], out: JobOutput) -> None:
-    """Merge into ``out.path`` atomically and durably; only then drop the parts (a kill in between repeats
-    rows, which ``split_cached`` drops)."""
-    tmp = out.path.with_name(out.path.name + ".partial")
-    with pq.ParquetWriter(tmp, out.schema) as writer:
+def _publish(cached: pa.Table, new_parts: list[str], out: JobOutput) -> None:
+    """Merge into ``out.path`` whole-or-absent; only then drop the parts (a kill in between repeats rows,
+    which ``split_cached`` drops)."""
+    with files.parquet_writer(out.path, out.schema) as writer:
         for offset in range(0, cached.num_rows, 65536):
             writer.write_table(cached.slice(offset, 65536))
         for part in new_parts:
-            writer.write_table(pq.read_table(part).select(out.schema.names).cast(out.schema))
-    replace_durably(tmp, out.path)
-    shutil.rmtree(out.parts, ignore_errors=True)
+            writer.write_table(files.read_parquet(part).select(out.schema.names).cast(out.schema))
+    files.remove_tree(out.parts)

@@ -45,13 +45,9 @@ def _evaluate(stage_cfg):
 
 def _recommend(stage_cfg):
     def run(cfg: Config, ctx: StageContext) -> dict:
-        from llm_emf.config import ConfigError
         from llm_emf.serving.batch import recommend_all
 
         c = stage_cfg(cfg, ctx)
-        if ctx.storage.remote:
-            raise ConfigError("pipeline.storage: the recommend stage writes its part files to a local or shared "
-                              f"filesystem, found the object store '{ctx.storage.root}'")
         train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
         output = ctx.storage.path("recommend", ctx.keys["recommend"], "recommendations.parquet")
         summary = recommend_all(train_done["summary"]["run_dir"], output, c.pipeline.recommend_split,

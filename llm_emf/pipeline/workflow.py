@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
+from llm_emf import files
 from llm_emf.config import Config, save_config
 from llm_emf.pipeline.stages import Stage, StageContext, run_stages
 from llm_emf.storage import Storage, alive_nodes, check_for_cluster
@@ -58,8 +58,8 @@ def _enrich(cfg: Config, ctx: StageContext) -> dict:
 
     c = _stage_cfg(cfg, ctx)
     ds = Dataset.read(c.data.output)
-    summary = run_enrich(c, Path(c.data.output) / "items.parquet", ds.meta.domains)
-    save_config(c, Path(ctx.output("enrich")) / "config.yaml")
+    summary = run_enrich(c, files.join(c.data.output, "items.parquet"), ds.meta.domains)
+    save_config(c, files.join(ctx.output("enrich"), "config.yaml"))
     return summary.to_dict()
 
 
@@ -68,8 +68,8 @@ def _embed(cfg: Config, ctx: StageContext) -> dict:
 
     c = _stage_cfg(cfg, ctx)
     enriched = c.features.enrich.output if "enrich" in ctx.outputs else None
-    summary = run_embed(c, Path(c.data.output) / "items.parquet", enriched)
-    save_config(c, Path(ctx.output("embed")) / "config.yaml")
+    summary = run_embed(c, files.join(c.data.output, "items.parquet"), enriched)
+    save_config(c, files.join(ctx.output("embed"), "config.yaml"))
     return summary.to_dict()
 
 

@@ -191,7 +191,7 @@ def test_local_images_only_under_the_dataset_folder_and_listed_roots(tmp_path):
     assert all(e.startswith(f"ImageRefused: item item{i + 2}: ") for i, e in enumerate(out["image_error"][2:]))
     assert f"is outside the allowed folders ['{dataset}'] (the dataset folder and features.embed.image_roots)" \
         in out["image_error"][2]
-    assert "scheme 'ftp' is not one of ['http', 'https', 'file']" in out["image_error"][7]
+    assert "scheme 'ftp' is not one of ['http', 'https', 'file', 's3', 'gs']" in out["image_error"][7]
 
     cfg = load_config(overrides=[f"features.embed.image_roots=['{extra}']"])
     out = _load([str(listed), str(secret)], FetchPolicy.from_config(cfg.features.embed, dataset))
@@ -206,6 +206,6 @@ def test_schemes_can_be_narrowed_and_unknown_names_are_config_errors(tmp_path):
     with pytest.raises(ImageRefused, match="scheme 'http' not in"):
         read_image_bytes("http://example.com/a.png", policy=policy)   # refused before any lookup
     cfg = load_config(overrides=["features.embed.image_schemes=[http, gopher]"])
-    with pytest.raises(ConfigError, match=r"image_schemes: expected names from \['http', 'https', 'file'\], "
+    with pytest.raises(ConfigError, match=r"image_schemes: expected names from \['http', 'https', 'file', 's3', 'gs'\], "
                                           r"found \['gopher'\]"):
         FetchPolicy.from_config(cfg.features.embed, tmp_path)

@@ -108,7 +108,7 @@ def test_sigkilled_embed_job_resumes_with_only_the_remaining_items(local_ray, ca
             job.wait(timeout=30)
 
     assert not output.exists()                                         # never published
-    parts = sorted(parts_folder(output).glob("part-*.parquet"))
+    parts = sorted(Path(parts_folder(output)).glob("part-*.parquet"))
     assert [p.name for p in parts] == ["part-000001.parquet", "part-000002.parquet"]
     kept = sum(pq.read_metadata(p).num_rows for p in parts)
     assert kept == 16
@@ -117,7 +117,7 @@ def test_sigkilled_embed_job_resumes_with_only_the_remaining_items(local_ray, ca
     assert main(embed_argv(catalog, output, summary_path)) == 0
     summary = json.loads(summary_path.read_text())
     assert (summary["total"], summary["skipped_cached"], summary["done"]) == (24, kept, 24 - kept)
-    assert not parts_folder(output).exists()
+    assert not Path(parts_folder(output)).exists()
     assert_same_table(output, reference)
 
 

@@ -55,7 +55,7 @@ def test_interrupted_job_keeps_finished_batches_and_rerun_does_only_the_rest(tmp
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
         run_job(output, fail_after_batches=2)                      # 2 batches x 3 items finished
-    assert not output.with_name("out.parquet.partial").exists()
+    assert not list(tmp_path.glob(".out.parquet.*.tmp"))
     saved = pq.read_table(output)
     assert saved.column("key").to_pylist() == [f"k{i:02d}" for i in range(6)]
     summary, processed = run_job(output)
@@ -105,15 +105,15 @@ def test_hard_killed_job_resumes_from_its_part_files(tmp_path):
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     # the killed run finished k03..k05 (one batch) before dying: durable as a part file, not yet published
-    parts = sorted(p.name for p in parts_folder(output).iterdir())
+    parts = sorted(p.name for p in Path(parts_folder(output)).iterdir())
     assert parts == ["part-000001.parquet"]
-    assert pq.read_table(parts_folder(output) / parts[0]).column("key").to_pylist() == ["k03", "k04", "k05"]
+    assert pq.read_table(Path(parts_folder(output)) / parts[0]).column("key").to_pylist() == ["k03", "k04", "k05"]
     assert pq.read_table(output).column("key").to_pylist() == ["k00", "k01", "k02"]   # previous output intact
     summary, processed = run_job(output)
     # only k05 (failed, so retried) and the never-started k06..k11 are computed again
     assert processed == ["k05"] + [f"k{i:02d}" for i in range(6, 12)]
     assert (summary.skipped_cached, summary.done, summary.failed) == (5, 7, 1)
-    assert not parts_folder(output).exists() and not output.with_name("out.parquet.partial").exists()
+    assert not Path(parts_folder(output)).exists() and not list(tmp_path.glob(".out.parquet.*.tmp"))
     run_job(tmp_path / "ref.parquet")
     assert pq.read_table(output).sort_by("key").equals(pq.read_table(tmp_path / "ref.parquet").sort_by("key"))
 
@@ -121,10 +121,10 @@ def test_hard_killed_job_resumes_from_its_part_files(tmp_path):
 @pytest.mark.unit
 def test_corrupt_part_file_is_set_aside_with_a_warning_and_its_items_redone(tmp_path):
     output = tmp_path / "out.parquet"
-    folder = parts_folder(output)
+    folder = Path(parts_folder(output))
     folder.mkdir()
-    write_part(compute(["k00", "k01", "k02"]), folder, 1)
-    bad = write_part(compute(["k03", "k04", "k05"]), folder, 2)
+    write_part(compute(["k00", "k01", "k02"]), str(folder), 1)
+    bad = Path(write_part(compute(["k03", "k04", "k05"]), str(folder), 2))
     bad.write_bytes(bad.read_bytes()[:-20])                           # truncated: the footer is gone
     (folder / ".part-000003.parquet.tmp").write_bytes(b"PAR1 half a file")   # a write the kill interrupted
     with pytest.warns(RuntimeWarning, match=r"part-000002\.parquet: unreadable part file ignored"):
@@ -141,10 +141,10 @@ def test_kill_between_publishing_and_removing_parts_repeats_no_row(tmp_path):
     output = tmp_path / "out.parquet"
     run_job(output)
     published = pq.read_table(output)
-    folder = parts_folder(output)                                     # as if the rmtree never happened
+    folder = Path(parts_folder(output))                                     # as if the rmtree never happened
     folder.mkdir()
-    write_part(compute(["k00", "k01", "k02"]), folder, 1)
-    write_part(compute(["k09", "k10", "k11"]), folder, 2)
+    write_part(compute(["k00", "k01", "k02"]), str(folder), 1)
+    write_part(compute(["k09", "k10", "k11"]), str(folder), 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                                # nothing here is corrupt
         summary, processed = run_job(output)

@@ -127,7 +127,7 @@ def test_a_killed_job_resumes_without_redoing_finished_users(trained_run, local_
                 pass
             job.wait(timeout=30)
     assert not output.exists()
-    [part] = parts_folder(output).glob("part-*.parquet")
+    [part] = Path(parts_folder(output)).glob("part-*.parquet")
     finished = len(set(pq.read_table(part).column("user_id").to_pylist()))
     assert 0 < finished < 20
 
