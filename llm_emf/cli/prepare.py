@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from llm_emf import files
 from llm_emf.data.prepare import prepare_dataset
 
 SECTIONS = ("seed", "data")
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="same as data.skip_bad_rows=true: quarantine bad rows instead of stopping")
 
 
-def summary(stats: dict, meta_extra: dict, output: Path, seconds: float,
+def summary(stats: dict, meta_extra: dict, output: str | Path, seconds: float,
             synthetic_images: bool = False) -> str:
     x, y = stats["domains"]
     sp = stats["splits"]
@@ -40,7 +41,7 @@ def summary(stats: dict, meta_extra: dict, output: Path, seconds: float,
                  f"{sum(cold['test_cases_withheld']):,} test cases have a withheld target)")
     n_images = stats["items_with_image"][0] + stats["items_with_image"][1]
     if n_images and synthetic_images:
-        text += f"; synthetic images under {output / 'images'}"
+        text += f"; synthetic images under {files.join(output, 'images')}"
     elif n_images:
         text += f"; {n_images:,} items have an image link"
     return text + f". Fingerprint {stats['fingerprint']}."
@@ -51,6 +52,6 @@ def run(cfg, args) -> int:
         cfg.data.skip_bad_rows = True
     start = time.perf_counter()
     ds, stats = prepare_dataset(cfg)
-    print(summary(stats, ds.meta.extra, Path(cfg.data.output), time.perf_counter() - start,
+    print(summary(stats, ds.meta.extra, cfg.data.output, time.perf_counter() - start,
                   cfg.data.synthetic_images))
     return 0

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from llm_emf import files
 
 SPLITS = ("train", "valid", "test")
 DOMAIN_X, DOMAIN_Y = 0, 1
@@ -134,53 +135,57 @@ class Dataset:
             raise ValueError(f"unknown split '{name}', expected one of {SPLITS}")
         return self.sequences.filter(pc.equal(self.sequences.column("split"), name))
 
-    # -- disk ----------------------------------------------------------------------------------
-    def write(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.items.cast(ITEM_SCHEMA), folder / "items.parquet")
-        pq.write_table(self.sequences.cast(SEQUENCE_SCHEMA), folder / "sequences.parquet")
+    # -- disk (a local folder or an object-store URI: llm_emf.files) -------------------------
+    def write(self, folder: str | Path) -> str | Path:
+        """Write the folder's tables; ``dataset.json`` last: readers take it as the sign the folder is whole."""
+        folder = str(folder)
+        files.makedirs(folder)
+        files.write_parquet(self.items.cast(ITEM_SCHEMA), files.join(folder, "items.parquet"))
+        files.write_parquet(self.sequences.cast(SEQUENCE_SCHEMA), files.join(folder, "sequences.parquet"))
         quarantine = self.quarantine if self.quarantine is not None else QUARANTINE_SCHEMA.empty_table()
+        qpath = files.join(folder, "quarantine.parquet")
         if quarantine.num_rows:
-            pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), folder / "quarantine.parquet")
-        elif (folder / "quarantine.parquet").exists():
-            (folder / "quarantine.parquet").unlink()
+            files.write_parquet(quarantine.cast(QUARANTINE_SCHEMA), qpath)
+        elif files.exists(qpath):    # a rewrite must not keep an earlier run's bad rows
+            files.remove(qpath)
         self.meta.quarantined_rows = quarantine.num_rows
         self.meta.fingerprint = fingerprint(self.items, self.sequences)
-        (folder / "dataset.json").write_text(self.meta.to_json(), encoding="utf-8")
-        return folder
+        files.write_text(files.join(folder, "dataset.json"), self.meta.to_json())
+        return folder if files.is_remote(folder) else Path(folder)
 
     @classmethod
     def read(cls, folder: str | Path) -> "Dataset":
-        folder = Path(folder)
+        folder = str(folder)
+        path = {name: files.join(folder, name) for name in ("items.parquet", "sequences.parquet", "dataset.json",
+                                                            "quarantine.parquet")}
         for name in ("items.parquet", "sequences.parquet", "dataset.json"):
-            if not (folder / name).is_file():
-                raise DataError(folder / name, None, "a prepared dataset file (run `llm-emf prepare` first)",
+            if not files.is_file(path[name]):
+                raise DataError(path[name], None, "a prepared dataset file (run `llm-emf prepare` first)",
                                 "no such file")
-        items = _read_parquet(folder / "items.parquet")
-        sequences = _read_parquet(folder / "sequences.parquet")
-        for path, table, schema in ((folder / "items.parquet", items, ITEM_SCHEMA),
-                                    (folder / "sequences.parquet", sequences, SEQUENCE_SCHEMA)):
+        items = _read_parquet(path["items.parquet"])
+        sequences = _read_parquet(path["sequences.parquet"])
+        for name, table, schema in (("items.parquet", items, ITEM_SCHEMA),
+                                    ("sequences.parquet", sequences, SEQUENCE_SCHEMA)):
             missing = [f.name for f in schema if f.name not in table.column_names]
             if missing:
-                raise DataError(path, None, f"columns {schema.names}", f"missing {missing}")
+                raise DataError(path[name], None, f"columns {schema.names}", f"missing {missing}")
         try:
-            meta = DatasetMeta.from_json((folder / "dataset.json").read_text(encoding="utf-8"))
+            meta = DatasetMeta.from_json(files.read_text(path["dataset.json"]))
         except json.JSONDecodeError as e:
-            raise DataError(folder / "dataset.json", e.lineno, "a JSON object (written by `llm-emf prepare`)",
+            raise DataError(path["dataset.json"], e.lineno, "a JSON object (written by `llm-emf prepare`)",
                             f"invalid JSON ({e.msg}); the file may be truncated: prepare again") from None
         except (TypeError, KeyError) as e:
-            raise DataError(folder / "dataset.json", None, "the fields written by `llm-emf prepare`",
+            raise DataError(path["dataset.json"], None, "the fields written by `llm-emf prepare`",
                             f"{type(e).__name__}: {e}") from None
-        qpath = folder / "quarantine.parquet"
-        quarantine = _read_parquet(qpath) if qpath.exists() else None
+        qpath = path["quarantine.parquet"]
+        quarantine = _read_parquet(qpath) if files.exists(qpath) else None
         return cls(items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA),
                    sequences.select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA), meta, quarantine)
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: str | Path) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return files.read_parquet(path)
     except (pa.ArrowException, OSError) as e:
         raise DataError(path, None, "a readable Parquet file (written by `llm-emf prepare`)",
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file may be "

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
+
+from llm_emf import files
 
 from .schema import Dataset
 
@@ -47,16 +50,30 @@ def draw_item_image(item_id: str, domain: int, title: str | None, size: int = 64
 
 
 def add_synthetic_images(ds: Dataset, folder: str | Path, size: int = 64, seed: int = 0) -> Dataset:
-    """Write ``<folder>/images/<item_index>.png`` for every item and set image_uri to its absolute path."""
-    image_dir = Path(folder).resolve() / IMAGE_DIR
+    """Write ``<folder>/images/<item_index>.png`` for every item and set image_uri to it: the absolute path
+    for a local folder, the object's URI (``s3://...``) for an object-store folder."""
+    if files.is_remote(folder):
+        # drawn locally, then uploaded as one copy (pyarrow uploads in parallel): one PUT per item in turn is slow
+        remote = files.join(folder, IMAGE_DIR)
+        with tempfile.TemporaryDirectory(prefix="llm-emf-images-") as tmp:
+            _draw_all(ds, Path(tmp), size, seed)
+            files.upload(Path(tmp), remote)
+        uris = [files.join(remote, f"{index}.png") for index in ds.items.column("item_index").to_pylist()]
+    else:
+        uris = _draw_all(ds, Path(folder).resolve() / IMAGE_DIR, size, seed)
+    position = ds.items.schema.get_field_index("image_uri")
+    ds.items = ds.items.set_column(position, "image_uri", pa.array(uris, pa.string()))
+    return ds
+
+
+def _draw_all(ds: Dataset, image_dir: Path, size: int, seed: int) -> list[str]:
+    """Every item's image as ``image_dir/<item_index>.png``; returns their paths."""
     image_dir.mkdir(parents=True, exist_ok=True)
     columns = [ds.items.column(c).to_pylist() for c in ("item_index", "item_id", "domain", "title")]
-    uris = []
+    paths = []
     for index, item_id, domain, title in tqdm(list(zip(*columns)), desc="synthetic images", unit="img",
                                               disable=None, mininterval=5):
         path = image_dir / f"{index}.png"
         path.write_bytes(draw_item_image(item_id, domain, title, size, seed))
-        uris.append(str(path))
-    position = ds.items.schema.get_field_index("image_uri")
-    ds.items = ds.items.set_column(position, "image_uri", pa.array(uris, pa.string()))
-    return ds
+        paths.append(str(path))
+    return paths

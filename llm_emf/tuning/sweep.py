@@ -25,6 +25,7 @@ from pathlib import Path
 
 from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict, to_dict
+from llm_emf import files
 from llm_emf.storage import Storage
 from llm_emf.ray_local import ensure_ray
 from llm_emf.training.session import LocalSession
@@ -224,13 +225,13 @@ def run_sweep(cfg: Config, log=print, callbacks: list | None = None) -> SweepRes
     from ray.tune.schedulers import ASHAScheduler
 
     space = load_space(cfg.tune.space)
-    if not Path(cfg.data.output, "dataset.json").is_file():
+    if not files.is_file(files.join(cfg.data.output, "dataset.json")):
         raise ConfigError(f"data.output: expected a prepared dataset folder, found no dataset.json in "
                           f"'{cfg.data.output}'")
     cfg = copy.deepcopy(cfg)
-    cfg.data.output = str(Path(cfg.data.output).resolve())       # trials run in their own folders
+    cfg.data.output = files.absolute(cfg.data.output)       # trials run in their own folders (or nodes)
     if cfg.model.features:
-        cfg.model.features = str(Path(cfg.model.features).resolve())
+        cfg.model.features = files.absolute(cfg.model.features)
     cfg.tune.name = cfg.tune.name or f"sweep-{Path(cfg.tune.space).stem}"
     storage = Storage(cfg.tune.storage)
     path = storage.path(cfg.tune.name)
