@@ -7,6 +7,8 @@ import importlib
 import os
 import warnings
 
+from llm_emf.jobs.stream import NODE_COLUMN
+
 # Ray Data's actor pools default to unlimited actor restarts *and* unlimited task retries, so a batch that kills
 # its actor every time (an input that segfaults a kernel, an OOM) would be retried forever. A one-off crash is
 # retried on the restarted actor; a batch that crashes it 1 + 3 times fails the job (finished parts are kept).
@@ -19,8 +21,10 @@ def map_batches_on_actors(ds, fn, threads: int | None = None, actors: int = 1, *
     warning is silenced here, the one place that passes them.
 
     ``threads`` (not None) sets each actor's torch threads before ``fn`` is constructed (:func:`actor_threads`,
-    with ``actors`` the size of the pool).
+    with ``actors`` the size of the pool). Every output batch gets a ``NODE_COLUMN`` naming the Ray node whose
+    actor computed it: the job counts rows per node (``JobSummary.nodes``) and never stores the column.
     """
+    fn = _with_node_column(fn)
     if threads is not None:
         fn = _with_threads(fn, threads, actors)
     with warnings.catch_warnings():
@@ -65,6 +69,26 @@ def _with_threads(cls: type, threads: int, actors: int) -> type:
 
     Threaded.__name__ = Threaded.__qualname__ = cls.__name__
     return Threaded
+
+
+def _with_node_column(cls: type) -> type:
+    """``cls`` whose output batches (dict of arrays or an Arrow table) carry this actor's Ray node id."""
+
+    class OnNode(cls):
+        def __call__(self, batch):
+            out = super().__call__(batch)
+            import numpy as np
+            import pyarrow as pa
+            import ray
+
+            node = ray.get_runtime_context().get_node_id()
+            if isinstance(out, pa.Table):
+                return out.append_column(NODE_COLUMN, pa.array([node] * out.num_rows, pa.string()))
+            out[NODE_COLUMN] = np.array([node] * len(next(iter(out.values()))), dtype=object)
+            return out
+
+    OnNode.__name__ = OnNode.__qualname__ = cls.__name__
+    return OnNode
 
 
 # Off unless this variable names a function as "module:function" (tests/faults.py sets it to kill an actor).

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_emf.config import Config, ConfigError
-from llm_emf.features.actors import map_batches_on_actors
+from llm_emf.features.actors import NODE_COLUMN, map_batches_on_actors
 from llm_emf.features.catalog import read_catalog
 from llm_emf.features.generation import TransformersEnricher, strip_reasoning
 from llm_emf.features.prompts import load_template
@@ -67,7 +67,11 @@ def _finish(prompt_version: str, model: str, backend: str):
                    "cache_key": batch["cache_key"], "error": errors}
         # typed Arrow output: an all-None numpy column would otherwise lose its string type
         table = pa.table({f.name: pa.array(list(columns[f.name]), f.type) for f in ENRICHED_SCHEMA})
-        return table.append_column("n_new_tokens", pa.array(batch.get("n_new_tokens", np.zeros(n, dtype=np.int64)), pa.int64()))
+        table = table.append_column("n_new_tokens", pa.array(batch.get("n_new_tokens", np.zeros(n, dtype=np.int64)),
+                                                             pa.int64()))
+        if NODE_COLUMN in batch:                  # where the generation actor ran (counted, not stored)
+            table = table.append_column(NODE_COLUMN, pa.array(list(batch[NODE_COLUMN]), pa.string()))
+        return table
     return finish
 
 

@@ -7,6 +7,7 @@ import time
 from typing import Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -14,6 +15,9 @@ from llm_emf import files
 
 from . import parts
 from .output import JobOutput
+
+# The column model actors add to say where a batch was computed (llm_emf.features.actors): counted, never stored.
+NODE_COLUMN = "ray_node_id"
 from .summary import JobSummary
 
 # What stops a job's computation early: its finished batches are published, then the error is raised again.
@@ -72,6 +76,7 @@ def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary
                 return new_parts, None
             except STOPPED as e:  # the computation failed or was interrupted: keep what is finished
                 return new_parts, e
+            _count_nodes(batch, summary)
             batch = batch.select(out.part_schema.names).cast(out.part_schema)
             number += 1
             if not new_parts:
@@ -80,6 +85,15 @@ def _checkpoint(batches: Iterable[pa.Table], out: JobOutput, summary: JobSummary
             summary.done += batch.num_rows
             bar.update(batch.num_rows)
             summary.failed += failed.add(batch)
+
+
+def _count_nodes(batch: pa.Table, summary: JobSummary) -> None:
+    """Rows per Ray node, from the column the model actors add (features.actors.NODE_COLUMN)."""
+    if NODE_COLUMN not in batch.column_names:
+        return
+    for entry in pc.value_counts(batch.column(NODE_COLUMN)).to_pylist():
+        node = entry["values"] or "unknown"
+        summary.nodes[node] = summary.nodes.get(node, 0) + entry["counts"]
 
 
 class _FailedRows:

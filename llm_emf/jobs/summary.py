@@ -15,6 +15,7 @@ class JobSummary:
     seconds: float = 0.0
     first_batch_s: float = 0.0     # until the first batch came back: Ray, actor and model start-up
     counters: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)   # Ray node id -> rows its actors computed
     output: str = ""
     failed_output: str = ""
     unit: str = "items"            # what total/done count, for the report
@@ -39,6 +40,9 @@ class JobSummary:
                  f"  output: {self.output}"]
         if extra:
             lines.append(f"  {extra}")
+        if self.nodes:
+            lines.append("  computed on Ray nodes: " + ", ".join(f"{node[:12]} ({rows})" for node, rows
+                                                               in sorted(self.nodes.items())))
         if self.failed_output:
             lines.append(f"  failed / problem rows: {self.failed_output}")
         return "\n".join(lines)

@@ -24,6 +24,7 @@ def test_embed_end_to_end_counts_bad_images_then_rerun_does_nothing(local_ray, c
     # fixture: Y0 corrupt file, Y1 path that does not exist, Y2 no URI; X3 has no title (raw-title mode)
     assert first.counters["image_unreadable"] == 1 and first.counters["image_missing"] == 2
     assert first.counters["no_text"] == 1
+    assert list(first.nodes.values()) == [8]          # every row computed on this machine's one Ray node
 
     out = pq.read_table(cfg.features.embed.output)
     assert out.schema.equals(FEATURE_SCHEMA) and out.num_rows == 8
