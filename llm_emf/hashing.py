@@ -8,8 +8,16 @@ from pathlib import Path
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a local file or of an object-store file (``s3://...``, streamed, never downloaded whole)."""
+    from llm_emf import files
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    if files.is_remote(path):
+        fs, p = files.filesystem(path)
+        opened = fs.open_input_stream(p)
+    else:
+        opened = open(path, "rb")
+    with opened as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()

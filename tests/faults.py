@@ -24,6 +24,7 @@ from pathlib import Path
 
 import ray.cloudpickle
 
+from llm_emf import files
 from llm_emf.features.actors import ACTOR_HOOK
 from llm_emf.training import TrainHook, WorkerContext
 
@@ -38,10 +39,9 @@ class FailOnceAfterEpoch(TrainHook):
         self.epoch = epoch
 
     def on_epoch_end(self, ctx: WorkerContext, epoch: int, metrics: dict) -> None:
-        marker = Path(ctx.run_dir) / "injected_failure.txt"
-        if epoch == self.epoch and not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"injected failure after epoch {epoch}\n")
+        marker = files.join(ctx.run_dir, "injected_failure.txt")       # the run folder may be a bucket's
+        if epoch == self.epoch and not files.exists(marker):
+            files.write_text(marker, f"injected failure after epoch {epoch}\n")
             raise RuntimeError(f"injected failure after epoch {epoch} (test of FailureConfig recovery)")
 
 

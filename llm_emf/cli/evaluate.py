@@ -1,12 +1,13 @@
 """``llm-emf evaluate``: score a trained run (or a baseline) on test and valid under both protocols,
-print the per-domain table and write the results as JSON."""
+print the per-domain table and write the results as JSON. The run, the dataset and the output may be local
+paths or object-store URIs (``s3://...``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from llm_emf import files
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import PopularityScorer, evaluate, protocols_from_config
@@ -23,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_model_scorer(run: str, dataset: Dataset, cfg: Config):
-    if not Path(run).exists():
+    if not files.exists(run):
         raise ConfigError(f"--run: expected a run folder or checkpoint, found no such path '{run}'")
     try:
         from llm_emf.training import load_scorer
@@ -32,13 +33,13 @@ def _load_model_scorer(run: str, dataset: Dataset, cfg: Config):
     return load_scorer(run, dataset, cfg)
 
 
-def _default_output(args: argparse.Namespace, cfg: Config) -> Path:
+def _default_output(args: argparse.Namespace, cfg: Config) -> str:
     if cfg.eval.output:
-        return Path(cfg.eval.output)
+        return cfg.eval.output
     if args.run:
-        run = Path(args.run)
-        return (run if run.is_dir() else run.parent) / "evaluation.json"
-    return Path(cfg.data.output).parent / "eval" / f"{args.baseline}.json"
+        run = args.run
+        return files.join(run if files.is_dir(run) else files.parent(run), "evaluation.json")
+    return files.join(files.parent(cfg.data.output), "eval", f"{args.baseline}.json")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
@@ -74,8 +75,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print()
         results[split] = result.to_dict()
     out = _default_output(args, cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"scorer": name, "dataset": dataset.meta.name, "splits": results}, indent=2) + "\n",
-                   encoding="utf-8")
+    files.write_text(out, json.dumps({"scorer": name, "dataset": dataset.meta.name, "splits": results}, indent=2)
+                     + "\n")
     print(f"results written to {out}")
     return 0

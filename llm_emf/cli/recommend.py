@@ -14,7 +14,8 @@ SECTIONS = ("data.output", "pipeline.ray_dashboard")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder (train.storage/run_name) or checkpoint folder")
+    p.add_argument("--run", required=True, help="run folder (train.storage/run_name) or checkpoint folder; a local "
+                   "path or an s3:// / gs:// URI")
     p.add_argument("--user", help="user_id as in the dataset")
     p.add_argument("--domain", help="X, Y, 0, 1 or a domain name (e.g. Food)")
     p.add_argument("--all", action="store_true", help="every user of --split, both domains, to --output (Parquet; "
@@ -71,14 +72,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _run_all(cfg: Config, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from llm_emf import files
     from llm_emf.serving.batch import recommend_all
 
     if args.batch_size < 1 or args.concurrency < 1:
         raise ConfigError(f"--batch-size and --concurrency: expected positive integers, found {args.batch_size} "
                           f"and {args.concurrency}")
-    output = args.output or str(Path(args.run) / f"recommendations_{args.split}.parquet")
+    output = args.output or files.join(args.run, f"recommendations_{args.split}.parquet")   # a path or a URI
     summary = recommend_all(args.run, output, args.split, args.k, args.dataset, args.features,
                             exclude_seen=not args.include_seen, batch_size=args.batch_size,
                             concurrency=args.concurrency, dashboard=cfg.pipeline.ray_dashboard)

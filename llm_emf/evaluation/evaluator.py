@@ -104,7 +104,7 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
 
     negatives, neg_path = None, None
     if "sampled" in protocols:
-        neg_path = Path(negatives_file) if negatives_file else negatives_path(cfg, split)
+        neg_path = str(negatives_file) if negatives_file else negatives_path(cfg, split)   # a path or a URI
         negatives = load_or_create_negatives(
             neg_path, fingerprint=fp, split=split, seed=cfg.eval.negatives_seed, n_negatives=cfg.eval.n_negatives,
             user_ids=rows.column("user_id").to_pylist(), targets=targets, n_x=n_x, n_y=n_y)   # (N, k_max)

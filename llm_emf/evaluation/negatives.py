@@ -5,7 +5,8 @@ candidates (method.md, "Candidates (1) sampled").
 The file has one row per case, keyed by ``user_id``; its schema metadata records the dataset
 fingerprint, split, seed and ``n``. A file that exists and matches is reused; one that does not match
 the dataset is rejected with an error naming the file (delete it or point ``eval.negatives_file``
-elsewhere). Negatives of a case depend only on (seed, split, user_id), not on the row order.
+elsewhere). Negatives of a case depend only on (seed, split, user_id), not on the row order. The file may
+live in an object store (``s3://...``, through ``llm_emf.files``), e.g. beside a dataset there.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from llm_emf import files
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, SPLITS, DataError, domain_of, domain_slice, in_domain
-from llm_emf.jobs.durable import write_durably
 
 NEGATIVES_SCHEMA = pa.schema([
     pa.field("user_id", pa.string(), nullable=False),
@@ -31,14 +31,16 @@ NEGATIVES_SCHEMA = pa.schema([
 _META_KEYS = ("fingerprint", "split", "seed", "n_negatives")
 
 
-def negatives_path(cfg: Config, split: str) -> Path:
-    """``eval.negatives_file`` (placeholders {split}, {seed}, {n}) or ``<data.output>/negatives_...parquet``."""
-    template = cfg.eval.negatives_file or str(Path(cfg.data.output) / "negatives_{split}_seed{seed}_n{n}.parquet")
+def negatives_path(cfg: Config, split: str) -> Path | str:
+    """``eval.negatives_file`` (placeholders {split}, {seed}, {n}) or ``<data.output>/negatives_...parquet``:
+    a Path for a local file, the URI for one in an object store."""
+    template = cfg.eval.negatives_file or files.join(cfg.data.output, "negatives_{split}_seed{seed}_n{n}.parquet")
     try:
-        return Path(template.format(split=split, seed=cfg.eval.negatives_seed, n=cfg.eval.n_negatives))
+        path = template.format(split=split, seed=cfg.eval.negatives_seed, n=cfg.eval.n_negatives)
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(f"eval.negatives_file: expected placeholders {{split}}, {{seed}}, {{n}} only, "
                           f"found '{template}' ({e!r})") from None
+    return path if files.is_remote(path) else Path(path)
 
 
 def _case_rng(seed: int, split: str, user_id: str) -> np.random.Generator:
@@ -65,7 +67,7 @@ def sample_negatives(user_ids: list[str], targets: np.ndarray, n_x: int, n_y: in
                      "negatives": pa.array(rows, pa.list_(pa.int32()))}, schema=NEGATIVES_SCHEMA)
 
 
-def _check_file(path: Path, table: pa.Table, expected: dict[str, str]) -> None:
+def _check_file(path: Path | str, table: pa.Table, expected: dict[str, str]) -> None:
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     for key in _META_KEYS:
         found = meta.get(f"llm_emf.{key}")
@@ -78,7 +80,7 @@ def _check_file(path: Path, table: pa.Table, expected: dict[str, str]) -> None:
         raise DataError(path, None, f"columns {NEGATIVES_SCHEMA.names}", f"missing {missing}")
 
 
-def aligned_negatives(table: pa.Table, path: Path, user_ids: list[str], targets: np.ndarray, n_x: int, n_y: int,
+def aligned_negatives(table: pa.Table, path: Path | str, user_ids: list[str], targets: np.ndarray, n_x: int, n_y: int,
                       n_negatives: int) -> np.ndarray:
     """Negatives of each case in ``user_ids`` order as ``(N, k_max)`` int32, rows padded with -1.
 
@@ -121,7 +123,7 @@ def aligned_negatives(table: pa.Table, path: Path, user_ids: list[str], targets:
     return out.astype(np.int32)
 
 
-def load_or_create_negatives(path: Path, *, fingerprint: str, split: str, seed: int, n_negatives: int,
+def load_or_create_negatives(path: Path | str, *, fingerprint: str, split: str, seed: int, n_negatives: int,
                              user_ids: list[str], targets: np.ndarray, n_x: int, n_y: int) -> np.ndarray:
     """The negatives of every case (see :func:`aligned_negatives`), sampled and written on first use."""
     if len(set(user_ids)) != len(user_ids):
@@ -132,13 +134,13 @@ def load_or_create_negatives(path: Path, *, fingerprint: str, split: str, seed: 
                                 "keyed by user_id)", f"user_id '{u}' again")
             seen.add(u)
     expected = {"fingerprint": fingerprint, "split": split, "seed": str(seed), "n_negatives": str(n_negatives)}
-    path = Path(path)
-    if path.exists():
-        table = pq.read_table(path)
+    if files.exists(path):
+        table = files.read_parquet(path)
         _check_file(path, table, expected)
     else:
         table = sample_negatives(user_ids, targets, n_x, n_y, n_negatives, seed, split)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # several workers may evaluate at once: each writes its own temporary file, so nobody reads half a file
-        write_durably(table.replace_schema_metadata({f"llm_emf.{k}": v for k, v in expected.items()}), path)
+        # several workers may evaluate at once: each writes whole or not at all (a temporary file renamed, or
+        # one upload), so nobody reads half a file; the copies are identical, the last one stays
+        table = table.replace_schema_metadata({f"llm_emf.{k}": v for k, v in expected.items()})
+        files.write_parquet(table, path)
     return aligned_negatives(table, path, user_ids, targets, n_x, n_y, n_negatives)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_emf import files
+
 
 @dataclass
 class EvalResult:
@@ -50,11 +52,10 @@ class EvalResult:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
+    def save(self, path: str | Path) -> Path | str:
+        """The JSON at ``path`` (a local path, returned as a Path, or an object-store URI), whole or absent."""
+        files.write_text(path, self.to_json() + "\n")
+        return str(path) if files.is_remote(path) else Path(path)
 
     def format_table(self, title: str = "") -> str:
         """One line per (protocol, domain): the protocol is named next to every number."""

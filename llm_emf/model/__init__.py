@@ -31,7 +31,7 @@ def load_features_for(cfg: ModelConfig, items: pa.Table) -> ItemFeatures | None:
         return None
     if not cfg.features:
         raise ConfigError("model.features: expected a feature table path (use_text or use_image is on), found ''")
-    return load_item_features(Path(cfg.features), items)
+    return load_item_features(cfg.features, items)
 
 
 def build_model(cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | None = None,

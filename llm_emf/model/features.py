@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
+from llm_emf import files
 from llm_emf.data.schema import DataError
 from llm_emf.features.schema import FEATURE_SCHEMA
 
@@ -54,7 +54,7 @@ class ItemFeatures:
 
 
 def _embedding_matrix(table: pa.Table, column: str, rows: np.ndarray, flags: np.ndarray, n_items: int,
-                      path: Path) -> torch.Tensor | None:
+                      path: str | Path) -> torch.Tensor | None:
     """Scatter the list<float32> ``column`` of ``table`` into an ``(n_items, e)`` matrix at ``rows``."""
     col = table.column(column).combine_chunks()
     if flags.sum() == 0:
@@ -79,12 +79,12 @@ def _embedding_matrix(table: pa.Table, column: str, rows: np.ndarray, flags: np.
 
 
 def load_item_features(path: str | Path, items: pa.Table) -> ItemFeatures:
-    """Read a FEATURE_SCHEMA Parquet and align it to ``items`` (ITEM_SCHEMA) through ``item_id``."""
-    path = Path(path)
-    if not path.is_file():
+    """Read a FEATURE_SCHEMA Parquet (a local path or an object-store URI) and align it to ``items``
+    (ITEM_SCHEMA) through ``item_id``."""
+    if not files.is_file(path):
         raise DataError(path, None, "a feature table (run `llm-emf embed` first, or set model.features)",
                         "no such file")
-    table = pq.read_table(path)
+    table = files.read_parquet(path)
     needed = ["item_id", "text_embedding", "image_embedding", "has_text", "has_image"]
     missing = [c for c in needed if c not in table.column_names]
     if missing:

@@ -5,22 +5,22 @@ scores a batch of histories for both domains at a time. Output is one Parquet ro
 written the way the feature jobs write: every finished batch is a durable part file, so a killed job
 rerun with the same arguments recomputes only the users it had not finished (``llm_emf.jobs.write_stream``).
 The history fed to the model is everything the split holds for the user, target included: what a live
-system would know when it refreshes that user's recommendations.
+system would know when it refreshes that user's recommendations. The run, the dataset and the output may be
+local paths or object-store URIs (``llm_emf.files``): the actors, on any node, load the run from where it is.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_emf import files
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_stream
-from llm_emf.jobs.durable import write_bytes_durably
 from llm_emf.ray_local import ensure_ray
 from llm_emf.training.checkpoint import load_checkpoint_config
 from llm_emf.training.restore import find_checkpoint, load_models, top_k
@@ -91,10 +91,12 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
 
     if k < 1:
         raise ValueError(f"k: expected a positive integer, found {k}")
-    dataset_folder = str(dataset_folder or load_checkpoint_config(find_checkpoint(run)).data.output)
+    run = files.absolute(run)                       # the actors may run elsewhere
+    dataset_folder = files.absolute(dataset_folder or load_checkpoint_config(find_checkpoint(run)).data.output)
     dataset = Dataset.read(dataset_folder)
     users = users_of(dataset, split)
-    output = Path(output)
+    output = files.absolute(output)
+    features = files.absolute(features) if features else None
     summary = JobSummary("recommend", total=users.num_rows, unit="users")
     ids = users.column("user_id").to_pylist()
     requests = pa.array([f"{name}:{u}" for name in dataset.meta.domains for u in ids])     # domain-major
@@ -123,10 +125,16 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
     return summary
 
 
-def _write_manifest(output: Path, run, dataset: Dataset, split: str, k: int, exclude_seen: bool,
+def manifest_path(output: str | Path) -> str:
+    """``<output stem>.json`` beside the table."""
+    name = files.basename(output)
+    return files.join(files.parent(output), (name.rsplit(".", 1)[0] if "." in name else name) + ".json")
+
+
+def _write_manifest(output: str, run, dataset: Dataset, split: str, k: int, exclude_seen: bool,
                     summary: JobSummary) -> None:
     """What produced the table, next to it: a later reader can tell runs, datasets and settings apart."""
     manifest = {"run": str(run), "dataset": dataset.meta.name, "fingerprint": dataset.meta.fingerprint,
                 "split": split, "k": k, "exclude_seen": exclude_seen, "users": summary.total,
                 "domains": list(dataset.meta.domains)}
-    write_bytes_durably((json.dumps(manifest, indent=2) + "\n").encode("utf-8"), output.with_suffix(".json"))
+    files.write_json(manifest_path(output), manifest)

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from llm_emf import files
+
 from .run_info import flatten_numeric
 
 _VALID_COMPONENT = re.compile(r"(^|[/_.\s-])val(id(ation)?)?($|[/_.\s-])")
@@ -33,12 +35,12 @@ def _ordered_keys(rows: Sequence[Mapping[str, float]]) -> list[str]:
     return list(seen)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(fig: Figure, path: str | Path) -> Path | str:
+    """The PNG at ``path``, whole or absent: a local Path, or an object-store URI (drawn locally, uploaded)."""
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=100)
-    return path
+    with files.local_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return str(path) if files.is_remote(path) else Path(path)
 
 
 def curve_panels(rows: Sequence[Mapping[str, float]]) -> dict[str, list[str]]:
@@ -58,7 +60,7 @@ def curve_panels(rows: Sequence[Mapping[str, float]]) -> dict[str, list[str]]:
     return panels
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+def training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path | str:
     """Loss and validation MRR / NDCG (one line per key, so per domain and cut-off) against epoch.
 
     ``history`` is the trainer's per-epoch list of (possibly nested) dicts; ``epoch`` is the x axis
@@ -122,7 +124,7 @@ def bar_values(results_by_model: Mapping[str, Any], metric: str) -> dict[str, di
 
 
 def metric_bars(results_by_model: Mapping[str, Any], path: str | Path, metric: str = "MRR",
-                title: str | None = None) -> Path:
+                title: str | None = None) -> Path | str:
     """Grouped bars of one metric: a group per domain (and protocol), a bar per model or trial.
 
     ``results_by_model`` maps a model/trial name to its (nested) results or ``EvalResult``, e.g.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import llm_emf
+from llm_emf import files
 from llm_emf.config.redact import redact_uri
 
 PARAM_VALUE_LIMIT = 6000     # MLflow rejects longer param values
@@ -31,10 +32,10 @@ def git_commit() -> str:
 
 
 def dataset_fingerprint(cfg) -> str:
-    """The fingerprint recorded in ``<data.output>/dataset.json``, or 'unknown' when there is none."""
-    meta = Path(cfg.data.output) / "dataset.json"
+    """The fingerprint recorded in ``<data.output>/dataset.json`` (a local folder or an object-store URI), or
+    'unknown' when there is none."""
     try:
-        return str(json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") or UNKNOWN)
+        return str(files.read_json(files.join(cfg.data.output, "dataset.json")).get("fingerprint") or UNKNOWN)
     except (OSError, ValueError, AttributeError):
         return UNKNOWN
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from llm_emf import files
 from llm_emf.config import flatten_config, save_config
 from llm_emf.config.redact import redact_uri
 
@@ -208,7 +209,13 @@ class Tracker(SweepRuns):
 
     # -- artifacts -------------------------------------------------------------------------------
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """A file, or a folder's contents, under ``artifact_path`` in the run."""
+        """A file, or a folder's contents, under ``artifact_path`` in the run; one in an object store
+        (``s3://...``, e.g. a run folder there) is logged from a local copy."""
+        if files.is_remote(path):
+            if self.active:
+                with files.local_copy(path) as local:
+                    self.log_artifact(local, artifact_path)
+            return
         path = Path(path)
         if path.is_dir():
             self._guard(lambda c: c.log_artifacts(self.run_id, str(path), artifact_path))
@@ -247,8 +254,8 @@ class Tracker(SweepRuns):
         self._log_plot(lambda p: plots.metric_bars(results_by_model, p, metric=metric), path, name)
 
     def _log_plot(self, draw, path: str | Path | None, default_name: str) -> None:
-        if path is not None:             # the local copy is drawn whether or not tracking works
-            self.log_artifact(draw(Path(path)), "plots")
+        if path is not None:             # the kept copy (a local path or a URI) is drawn whether or not tracking works
+            self.log_artifact(draw(path), "plots")
         elif self.active:
             with tempfile.TemporaryDirectory() as tmp:
                 self.log_artifact(draw(Path(tmp) / default_name), "plots")

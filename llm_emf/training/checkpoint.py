@@ -5,11 +5,14 @@ best per-domain model states, early-stopping counters) and ``config.yaml`` (the 
 ``llm-emf recommend`` can rebuild the model from the folder alone). Nothing is pickled: RNG states are
 converted to tensors and plain Python values first. ``state.pt.sha256`` holds the state file's sha256, so a
 truncated or corrupted file is detected on load (``CorruptCheckpoint``) instead of resuming from garbage.
+
+A folder is a local path or an object-store URI (``llm_emf.files``): torch reads and writes a local copy.
 """
 
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from llm_emf import files
 from llm_emf.config import Config, ConfigError, save_config
 from llm_emf.config.loader import from_dict
 from llm_emf.hashing import file_sha256
@@ -63,7 +67,15 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> Path:
+def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> Path | str:
+    """Write a checkpoint folder (a Path back for a local one, the URI for a remote one). A remote folder is
+    written locally and uploaded file by file: the caller's marker written afterwards (latest.json, Ray's
+    own records) is what says it is complete."""
+    if files.is_remote(folder):
+        with tempfile.TemporaryDirectory(prefix="llm_emf_ckpt_") as tmp:
+            save_checkpoint(tmp, state, cfg)
+            files.upload(Path(tmp), folder)
+        return str(folder)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / STATE_FILE)
@@ -72,33 +84,39 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any], cfg: Config) -> P
     return folder
 
 
+def _check_digest(state_file: str | Path, folder: str | Path, shown: str) -> None:
+    """``state_file`` (the state file itself or a local copy of it) against ``folder``'s recorded sha256."""
+    digest = files.join(folder, DIGEST_FILE)
+    if files.is_file(digest):
+        expected, found = files.read_text(digest).strip(), file_sha256(state_file)
+        if expected != found:
+            raise CorruptCheckpoint(f"{shown}: expected sha256 {expected} (from {DIGEST_FILE}), found {found} "
+                                    f"({files.info(state_file).size} bytes): truncated or corrupted")
+
+
 def verify_state_file(folder: str | Path) -> None:
     """Raise CorruptCheckpoint unless ``state.pt`` exists and matches ``state.pt.sha256``.
 
     Checkpoints written before the digest existed have no ``.sha256``; they pass here and a truncated one is
     still caught by :func:`load_state` when torch cannot read it.
     """
-    path = Path(folder) / STATE_FILE
-    if not path.is_file():
+    path = files.join(folder, STATE_FILE)
+    if not files.is_file(path):
         raise CorruptCheckpoint(f"{path}: expected a training checkpoint ({STATE_FILE}), found no such file")
-    digest = Path(folder) / DIGEST_FILE
-    if digest.is_file():
-        expected, found = digest.read_text(encoding="ascii").strip(), file_sha256(path)
-        if expected != found:
-            raise CorruptCheckpoint(f"{path}: expected sha256 {expected} (from {DIGEST_FILE}), found {found} "
-                                    f"({path.stat().st_size} bytes): truncated or corrupted")
+    _check_digest(path, folder, path)
 
 
 def load_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(folder) / STATE_FILE
-    if not path.is_file():
+    path = files.join(folder, STATE_FILE)
+    if not files.is_file(path):
         raise FileNotFoundError(f"{path}: expected a training checkpoint ({STATE_FILE}), found no such file")
-    verify_state_file(folder)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError, OSError) as e:   # e.g. a truncated zip archive
-        raise CorruptCheckpoint(f"{path}: expected a readable torch state file, found {type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    with files.local_copy(path) as local:            # a remote state file is downloaded once, then verified
+        _check_digest(local, folder, path)
+        try:
+            return torch.load(local, map_location=map_location, weights_only=True)
+        except (RuntimeError, EOFError, ValueError, OSError) as e:   # e.g. a truncated zip archive
+            raise CorruptCheckpoint(f"{path}: expected a readable torch state file, found {type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def check_usable(folder: str | Path) -> None:
@@ -108,13 +126,13 @@ def check_usable(folder: str | Path) -> None:
     the digest) torch must at least be able to read the file.
     """
     verify_state_file(folder)
-    if not (Path(folder) / DIGEST_FILE).is_file():
+    if not files.is_file(files.join(folder, DIGEST_FILE)):
         load_state(folder)
 
 
 def load_checkpoint_config(folder: str | Path) -> Config:
-    path = Path(folder) / CONFIG_FILE
-    mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    path = files.join(folder, CONFIG_FILE)
+    mapping = yaml.safe_load(files.read_text(path)) or {}
     cfg = from_dict(Config, mapping, source=str(path))
     cfg.validate()
     return cfg

@@ -4,7 +4,8 @@
 resumes from the latest checkpoint if there is one, and per epoch: trains on its shard of the training
 sequences, validates (rank 0, through ``llm_emf.evaluation``), reports metrics and a checkpoint, and
 stops early when validation MRR stops improving. Ray touch-points are in ``session.py``; ``config["hooks"]``
-(optional) holds TrainHook objects called at train start, batch start and epoch end (``hooks.py``).
+(optional) holds TrainHook objects called at train start, batch start and epoch end (``hooks.py``);
+``config["reports"]`` (under Ray) the driver's queue for placements and epoch lines (``progress.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .catalog import catalog_record
 from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
                          save_checkpoint, seed_everything, set_rng_state)
 from .hooks import WorkerContext
+from .progress import post, worker_record
 from .selection import Selection, flat_metrics
 
 def config_from_dict(mapping: dict) -> Config:
@@ -108,6 +110,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     rank, world = session.rank, session.world_size
     hooks = list(config.get("hooks", ()))
     where = WorkerContext(config.get("run_dir"), rank, world)
+    reports = config.get("reports")
+    post(reports, "worker", worker_record(rank, world))
     seed_everything(cfg.seed)
 
     dataset = Dataset.read(cfg.data.output)
@@ -169,8 +173,10 @@ def train_loop_per_worker(config: dict, session=None) -> None:
             metrics["best_valid_mrr"] = selection.mean_best_mrr()
             metrics["stale_epochs"] = selection.stale_epochs
             history.append(metrics)
-            print(epoch_line(metrics, valid.metrics[cfg.train.select_protocol], cfg, len(indices) * world,
-                             train_s, time.perf_counter() - started), flush=True)
+            line = epoch_line(metrics, valid.metrics[cfg.train.select_protocol], cfg, len(indices) * world,
+                              train_s, time.perf_counter() - started)
+            print(line, flush=True)
+            post(reports, "epoch", line)              # the driver prints it too: a Ray job's log shows it
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
         _report_checkpoint(session, rank, metrics, inner, optimizer, scheduler, selection, history,
                            best_states, epoch, cfg, recorded)

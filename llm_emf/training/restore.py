@@ -1,17 +1,19 @@
 """Load a trained run back: find its checkpoint, rebuild its models, and offer a scorer or top-k lists.
 
-A run is addressed by its run folder (``train.storage/run_name``) or directly by a checkpoint folder.
-The model is rebuilt from the checkpoint's own ``config.yaml``; each domain uses its best-validation state.
+A run is addressed by its run folder (``train.storage/run_name``) or directly by a checkpoint folder, a local
+path or an object-store URI. The model is rebuilt from the checkpoint's own ``config.yaml``; each domain uses
+its best-validation state.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 
+from llm_emf import files
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
@@ -26,23 +28,32 @@ SWAPPABLE_UNSEEN = ("neighbor", "zero", "mean")
 UNSEEN_WEIGHT = "vectors.unseen"
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder of ``path``: itself, the one results.json names, or the newest one inside."""
-    path = Path(path)
-    if (path / STATE_FILE).is_file():
-        return path
-    if not path.is_dir():
+def find_checkpoint(path: str | Path) -> Path | str:
+    """The checkpoint folder of ``path``: itself, the one results.json names, or the newest one inside (a
+    Path for a local folder, the URI for a remote one)."""
+    path = str(path)
+    if files.is_file(files.join(path, STATE_FILE)):
+        return _typed(path)
+    if not files.is_dir(path):
         raise ConfigError(f"expected a run folder or checkpoint folder, found no such folder '{path}'")
-    results = path / "results.json"
-    if results.is_file():
-        named = Path(json.loads(results.read_text(encoding="utf-8")).get("checkpoint", ""))
-        if (named / STATE_FILE).is_file():
-            return named
-    found = sorted((p for p in path.rglob(STATE_FILE) if not p.parent.name.startswith("corrupt")),  # set aside
-                   key=lambda p: p.stat().st_mtime)
+    results = files.join(path, "results.json")
+    if files.is_file(results):
+        named = str(files.read_json(results).get("checkpoint", ""))
+        if named and files.is_file(files.join(named, STATE_FILE)):
+            return _typed(named)
+    fs, root = files.filesystem(path)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    found = [i for i in infos if i.type == pafs.FileType.File and i.base_name == STATE_FILE
+             and not Path(i.path).parent.name.startswith("corrupt")]           # set aside
     if not found:
         raise ConfigError(f"{path}: expected a training checkpoint ({STATE_FILE}) inside, found none")
-    return found[-1].parent
+    newest = max(found, key=lambda i: (i.mtime_ns or 0, i.path))
+    rel = Path(newest.path).parent.relative_to(root)                 # under root: rebuild the caller's form
+    return _typed(files.join(path, *rel.parts))
+
+
+def _typed(folder: str) -> Path | str:
+    return folder if files.is_remote(folder) else Path(folder)
 
 
 def load_models(run: str | Path, dataset: Dataset | None = None, features_path: str | None = None,
@@ -97,7 +108,7 @@ def load_models(run: str | Path, dataset: Dataset | None = None, features_path: 
     return cfg, dataset, models
 
 
-def _load_weights(model: torch.nn.Module, weights: dict, folder: Path) -> None:
+def _load_weights(model: torch.nn.Module, weights: dict, folder: Path | str) -> None:
     """Strict, except for the learned unseen-item vector: a model trained with every item seen never had
     one, and on a grown catalog its new items start from zero (no ID part), which is what it knows."""
     missing, unexpected = model.load_state_dict(weights, strict=False)

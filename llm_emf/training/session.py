@@ -3,20 +3,23 @@
 The training function only uses ``rank``, ``world_size``, ``device``, ``report(metrics, folder)`` and
 ``latest_checkpoint()``. Under Ray these map to ``ray.train``; in local mode (``train.num_workers=0``)
 ``LocalSession`` keeps checkpoints under ``<run_dir>/checkpoints/`` with the same resume semantics
-(the latest reported checkpoint is handed back on the next start with the same run name).
+(the latest reported checkpoint is handed back on the next start with the same run name); ``run_dir`` may be
+a local path or an object-store URI.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from llm_emf import files
 
 from .checkpoint import CorruptCheckpoint, check_usable
 
@@ -125,64 +128,127 @@ def run_checkpoints(registered, run_dir: str | None) -> list:
 
 
 class LocalSession:
-    """One in-process worker; checkpoints and the reported metrics live under ``run_dir``."""
+    """One in-process worker; checkpoints and the reported metrics live under ``run_dir``.
+
+    ``checkpoints/checkpoint_NNNNNN/`` folders, then ``checkpoints/latest.json`` naming the newest one, written
+    last: it is the marker that a checkpoint is complete. Locally a checkpoint is copied under a temporary name
+    and renamed; an object store has no rename, so its files are uploaded in place and only the marker makes
+    them the latest (a folder newer than the marker is a killed writer's leftover, deleted on the next report).
+    ``latest_path()`` always hands back a local folder: on an object store, a download (kept until the next
+    call or the end of the session).
+    """
 
     rank, world_size = 0, 1
 
     def __init__(self, run_dir: str | Path, use_gpu: bool = False):
-        self.run_dir = Path(run_dir)
+        self.remote = files.is_remote(run_dir)
+        self.run_dir = str(run_dir) if self.remote else Path(run_dir)
         if use_gpu and not torch.cuda.is_available():
             from llm_emf.config import ConfigError
             raise ConfigError("train.use_gpu: expected a CUDA device, found none (set train.use_gpu=false)")
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.reports: list[dict] = []
+        self._download: Path | None = None
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device)
 
     @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
+    def checkpoints(self) -> Path | str:
+        """The checkpoints folder: a Path for a local run, the URI for a remote one."""
+        return files.join(self.run_dir, "checkpoints") if self.remote else self.run_dir / "checkpoints"
+
+    @property
+    def marker(self) -> str:
+        return files.join(self.checkpoints, "latest.json")
+
+    def _latest_name(self) -> str | None:
+        try:
+            return files.read_json(self.marker)["name"]
+        except FileNotFoundError:
+            return None
+
+    def _stored(self) -> list[str]:
+        """The run's checkpoint folders (paths or URIs), oldest first."""
+        return files.glob(self.checkpoints, "checkpoint_*")
 
     def report(self, metrics: dict, folder: str | None) -> None:
         self.reports.append(dict(metrics))
         if folder is None:
             return
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        existing = sorted(self.checkpoints.glob("checkpoint_*"))
-        index = int(existing[-1].name.split("_")[1]) + 1 if existing else 0
+        latest = self._latest_name()
+        for path in self._stored():                 # never named by the marker: a writer died before it
+            if latest is None or files.basename(path) > latest:
+                files.remove_tree(path)
+        existing = self._stored()
+        index = int(files.basename(existing[-1]).split("_")[1]) + 1 if existing else 0
         name = f"checkpoint_{index:06d}"
-        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=".partial_"))
-        shutil.copytree(folder, tmp, dirs_exist_ok=True)
-        tmp.rename(self.checkpoints / name)                           # atomic: a half copy is never "latest"
-        (self.checkpoints / "latest.json").write_text(json.dumps({"name": name, "metrics": metrics}))
-        for old in sorted(self.checkpoints.glob("checkpoint_*"))[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old)
+        if self.remote:
+            files.upload(Path(folder), files.join(self.checkpoints, name))
+        else:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=".partial_"))
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            tmp.rename(self.checkpoints / name)                       # atomic: a half copy is never "latest"
+        files.write_json(self.marker, {"name": name, "metrics": metrics})    # last: the checkpoint is complete
+        for old in self._stored()[:-KEEP_CHECKPOINTS]:
+            files.remove_tree(old)
 
     def latest_path(self) -> Path | None:
-        """The newest checkpoint whose state file verifies; a corrupt one is set aside with a warning.
+        """The newest checkpoint whose state file verifies, as a local folder; a corrupt one is set aside
+        with a warning.
 
-        A corrupt checkpoint is renamed ``corrupt_checkpoint_*`` (kept for inspection, out of the pruning
-        and resume order) and the one before it is used, so a damaged latest file costs one epoch, not the run.
+        A corrupt checkpoint is moved to ``corrupt_checkpoint_*`` (kept for inspection, out of the pruning
+        and resume order; on an object store: copied there, then deleted) and the one before it is used, so a
+        damaged latest file costs one epoch, not the run.
         """
-        marker = self.checkpoints / "latest.json"
-        if not marker.is_file():
+        found = self._newest_usable()
+        return None if found is None else self._local(found)
+
+    def latest_location(self) -> str | None:
+        """Where the newest usable checkpoint lives (a local path or a URI, nothing downloaded): what a result
+        names, so that a later job, on any node, loads it from there."""
+        return self._newest_usable()
+
+    def _newest_usable(self) -> str | None:
+        latest = self._latest_name()
+        if latest is None:
             return None
-        latest = json.loads(marker.read_text())["name"]
-        candidates = sorted((p for p in self.checkpoints.glob("checkpoint_*") if p.name <= latest), reverse=True)
-        for path in candidates:
+        for path in [p for p in self._stored() if files.basename(p) <= latest][::-1]:
             try:
-                check_usable(path)
+                check_usable(path)                  # remote: hashed as it streams, nothing downloaded
             except CorruptCheckpoint as e:
-                aside, n = path.with_name("corrupt_" + path.name), 1
-                while aside.exists():
-                    aside, n = path.with_name(f"corrupt{n}_{path.name}"), n + 1
-                path.rename(aside)
-                warnings.warn(f"checkpoint {path.name} is corrupt ({e}); moved to {aside.name}, "
-                              f"resuming from the previous checkpoint", RuntimeWarning, stacklevel=2)
+                aside = self._set_aside(path)
+                warnings.warn(f"checkpoint {files.basename(path)} is corrupt ({e}); moved to "
+                              f"{files.basename(aside)}, resuming from the previous checkpoint", RuntimeWarning,
+                              stacklevel=3)
                 continue
             return path
         return None
+
+    def _set_aside(self, path: str) -> str:
+        aside, n = files.join(files.parent(path), "corrupt_" + files.basename(path)), 1
+        while files.exists(aside):
+            aside, n = files.join(files.parent(path), f"corrupt{n}_{files.basename(path)}"), n + 1
+        if self.remote:                             # no rename on an object store
+            for rel in files.walk_files(path):
+                files.copy(files.join(path, rel), files.join(aside, rel))
+            files.remove_tree(path)
+        else:
+            Path(path).rename(aside)
+        return aside
+
+    def _local(self, path: str) -> Path:
+        if not self.remote:
+            return Path(path)
+        if self._download is None:
+            self._download = Path(tempfile.mkdtemp(prefix="llm_emf_resume_"))
+            weakref.finalize(self, shutil.rmtree, self._download, True)
+        for old in self._download.iterdir():       # one download kept: the folder handed back last
+            shutil.rmtree(old, ignore_errors=True)
+        local = self._download / files.basename(path)
+        files.download(path, local)
+        return local
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[Path | None]:

@@ -35,7 +35,7 @@ def test_redact_uri(text, shown):
 
 def test_saved_config_and_flattened_config_hold_no_password(tmp_path):
     cfg = load_config(overrides=[f"tracking.uri={SECRET_URI}"])
-    text = save_config(cfg, tmp_path / "config.yaml").read_text()
+    text = Path(save_config(cfg, tmp_path / "config.yaml")).read_text()
     assert "s3cr" not in text and yaml.safe_load(text)["tracking"]["uri"] == SHOWN_URI
     # flatten_config is what results.json ("config") and the MLflow params record
     assert flatten_config(cfg)["tracking.uri"] == SHOWN_URI
