@@ -122,9 +122,7 @@ def _stage_keys(keys: list[str], stage: str) -> list[str]:
     return [k for k in keys if k.startswith(f"smoke/{stage}/")]
 
 
-def test_smoke_pipeline_on_s3_survives_kills_resumes_and_skips(s3_server, mlflow_server, tmp_path):
-    from mlflow.tracking import MlflowClient
-
+def test_smoke_pipeline_on_s3_survives_kills_resumes_and_skips(s3_server, mlflow_server, mlflow_client, tmp_path):
     bucket = s3_server.create_bucket()
     storage = f"s3://{bucket}/smoke"
     cwd = tmp_path / "cwd"
@@ -174,12 +172,14 @@ def test_smoke_pipeline_on_s3_survives_kills_resumes_and_skips(s3_server, mlflow
     assert sorted(p.name for p in cwd.iterdir()) == []
 
     # MLflow: the training run on the server, its artifacts in the bucket
-    client = MlflowClient(mlflow_server.uri)
+    client = mlflow_client
     [experiment] = [e for e in client.search_experiments() if e.name == "s3-smoke"]
     runs = client.search_runs([experiment.experiment_id])
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert finished, [(r.info.run_name, r.info.status) for r in runs]
     run = finished[0]
-    assert run.data.params["seed"] == "7" and "valid/sampled/MRR" in " ".join(run.data.metrics) or run.data.metrics
+    assert run.data.params["seed"] == "7" and run.data.params["pipeline.storage"] == storage
+    assert "train_loss" in run.data.metrics and any(m.startswith("valid/") for m in run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     artifacts = s3_server.keys(mlflow_server.bucket, mlflow_server.artifacts_prefix)
     assert any(k.endswith(".png") for k in artifacts) and any(k.endswith("config.yaml") for k in artifacts), artifacts
