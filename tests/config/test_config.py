@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from pathlib import Path
 
 from llm_emf.cli.main import main as cli_main
 from llm_emf.config import Config, ConfigError, flatten_config, format_help, load_config, save_config
@@ -100,7 +101,7 @@ def test_save_and_reload_round_trip(tmp_path):
     path = save_config(cfg, tmp_path / "resolved.yaml")
     again = load_config(path)
     assert again == cfg
-    assert yaml.safe_load(path.read_text())["model"]["n_heads"] == 2
+    assert yaml.safe_load(Path(path).read_text())["model"]["n_heads"] == 2
 
 
 def test_flatten_has_every_leaf():
