@@ -4,6 +4,8 @@ sweep."""
 from __future__ import annotations
 
 
+import os
+
 from llm_emf.config import Config
 from llm_emf.pipeline.stages import MARKER, Stage, StageContext
 
@@ -72,11 +74,16 @@ def _tune(stage_cfg):
 def stages(uses_features: bool, paths: tuple[str, ...], stage_cfg) -> list[Stage]:
     feature_upstream = ("prepare", "embed") if uses_features else ("prepare",)
     model_keys = ("model", "train", "eval", "seed")
+    # the source whose change changes a stage's output (see fingerprint.py; shared modules are always in)
+    scoring = ("model", "evaluation", "training/restore.py", "training/checkpoint.py")
     return [
         Stage("train", reads=model_keys, upstream=feature_upstream, ignores=paths + ("tracking",),
-              run=_train(stage_cfg)),
-        Stage("evaluate", reads=("eval", "seed"), upstream=("prepare", "train"), ignores=paths, run=_evaluate(stage_cfg)),
+              run=_train(stage_cfg), code=("model", "training", "evaluation", "data/cold.py")),
+        Stage("evaluate", reads=("eval", "seed"), upstream=("prepare", "train"), ignores=paths, run=_evaluate(stage_cfg),
+              code=scoring),
         Stage("recommend", reads=("pipeline.recommend_split", "pipeline.recommend_k", "eval.exclude_seen"),
-              upstream=("prepare", "train"), ignores=paths, run=_recommend(stage_cfg)),
-        Stage("tune", reads=model_keys + ("tune",), upstream=feature_upstream, ignores=paths, run=_tune(stage_cfg)),
+              upstream=("prepare", "train"), ignores=paths, run=_recommend(stage_cfg), code=scoring + ("serving",)),
+        Stage("tune", reads=model_keys + ("tune",), upstream=feature_upstream, ignores=paths, run=_tune(stage_cfg),
+              code=("tuning", "model", "training", "evaluation", "data/cold.py"),
+              inputs=lambda cfg: [cfg.tune.space] if os.path.exists(cfg.tune.space) else []),
     ]

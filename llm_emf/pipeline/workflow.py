@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 from llm_emf import files
 from llm_emf.config import Config, save_config
@@ -73,13 +74,35 @@ def _embed(cfg: Config, ctx: StageContext) -> dict:
     return summary.to_dict()
 
 
+def _paths(*values: str) -> list[str]:
+    """The values that name files (a URI or an existing local path), not a name (a prompt, a hub model)."""
+    return [v for v in values if v and (files.is_remote(v) or os.path.exists(os.path.expanduser(v)))]
+
+
+def _source_files(cfg: Config) -> list[str]:
+    from llm_emf.data.importers import sample_path
+
+    source = str(sample_path()) if cfg.data.source == "sample" else cfg.data.source
+    return _paths(source, cfg.data.items)
+
+
+def _enrich_files(cfg: Config) -> list[str]:
+    return _paths(cfg.features.enrich.prompt, cfg.features.enrich.model)
+
+
+def _embed_files(cfg: Config) -> list[str]:
+    return _paths(cfg.features.embed.clip_model, cfg.features.embed.clip_pretrained)
+
+
 def build_stages(cfg: Config) -> list[Stage]:
     wanted = cfg.pipeline.stages
     features = cfg.model.use_text or cfg.model.use_image
     all_stages = [
-        Stage("prepare", reads=("data", "seed"), ignores=_PATHS, run=_prepare),
-        Stage("enrich", reads=("features.enrich",), upstream=("prepare",), ignores=_PATHS, run=_enrich),
-        Stage("embed", reads=("features.embed", "seed"), upstream=("prepare", "enrich"), ignores=_PATHS, run=_embed),
+        Stage("prepare", reads=("data", "seed"), ignores=_PATHS, run=_prepare, code=("data",), inputs=_source_files),
+        Stage("enrich", reads=("features.enrich",), upstream=("prepare",), ignores=_PATHS, run=_enrich,
+              code=("features",), inputs=_enrich_files),
+        Stage("embed", reads=("features.embed", "seed"), upstream=("prepare", "enrich"), ignores=_PATHS, run=_embed,
+              code=("features",), inputs=_embed_files),
     ]
     from llm_emf.pipeline import training_stages
 
