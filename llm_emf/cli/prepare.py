@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from llm_emf import files
-from llm_emf.data.prepare import prepare_dataset
+from llm_emf.data.prepare import notes, prepare_dataset
 
 SECTIONS = ("seed", "data")
 
@@ -23,8 +23,8 @@ def summary(stats: dict, meta_extra: dict, output: str | Path, seconds: float,
     sp = stats["splits"]
     text = (f"Prepared '{stats['name']}' ({stats['source_format']}) in {seconds:.1f} s into {output}: "
             f"{stats['items'][0]:,} {x} and {stats['items'][1]:,} {y} items; "
-            f"{sp['train']['users']:,} train, {sp['valid']['users']:,} valid and {sp['test']['users']:,} test "
-            f"sequences ({sum(sp['train']['interactions']):,} train interactions); "
+            f"{sp['train']['sequences']:,} train, {sp['valid']['sequences']:,} valid and {sp['test']['sequences']:,} "
+            f"test sequences of {stats['people']:,} people ({sum(sp['train']['interactions']):,} train interactions); "
             f"{stats['quarantined_rows']:,} rows quarantined"
             f"{' (see quarantine.parquet)' if stats['quarantined_rows'] else ''}")
     if stats["missing_split_files"]:
@@ -44,7 +44,7 @@ def summary(stats: dict, meta_extra: dict, output: str | Path, seconds: float,
         text += f"; synthetic images under {files.join(output, 'images')}"
     elif n_images:
         text += f"; {n_images:,} items have an image link"
-    return text + f". Fingerprint {stats['fingerprint']}."
+    return text + f". Fingerprint {stats['fingerprint']}." + "".join(f"\nnote: {n}" for n in notes(stats, meta_extra))
 
 
 def run(cfg, args) -> int:

@@ -1,10 +1,12 @@
 """Reading source files with errors that name the file and the 1-based line.
 
-Every importer reads through :func:`read_lines` (tab-separated formats) or :func:`read_csv_records` (CSV),
-plain or gzip'd, strict UTF-8, and reports bad rows to a :class:`BadRows`, which either stops at the first
-one (``DataError``) or quarantines it, so that nothing is ever dropped silently. Both readers drop a leading
-byte-order mark, treat a NUL byte as a bad row (it is never part of a real id or title), and warn
+Every importer reads through :func:`read_lines` (tab-separated formats, JSON lines) or
+:func:`read_csv_records` (CSV), plain or gzip'd, strict UTF-8, and reports bad rows to a :class:`BadRows`,
+which either stops at the first one (``DataError``) or quarantines it, so that nothing is ever dropped
+silently. Both readers drop a leading byte-order mark, treat a NUL byte as a bad row (it is never part of a
+real id or title), read old-Mac files (``\r`` line endings only) line by line, and warn
 (:class:`TruncatedFileWarning`) when the last line has no line ending: a file cut mid-number still parses.
+:func:`find_file` and :func:`single_file` refuse two candidates for one file (``x.txt`` beside ``x.txt.gz``).
 """
 
 from __future__ import annotations
@@ -29,20 +31,64 @@ class TruncatedFileWarning(UserWarning):
     """A text file whose last line has no line ending: it may have been cut short mid-value."""
 
 
+def single_file(named: Path, what: str, found: list[Path]) -> Path | None:
+    """The one file of ``found`` (the candidates for ``what``), None when there is none. Two or more are a
+    DataError: which one is meant cannot be told, and reading either could silently read the wrong data."""
+    if len(found) > 1:
+        raise DataError(named, None, f"one {what}", f"{len(found)}: {[p.name for p in found]} (they may differ: "
+                        "remove or rename all but one)")
+    return found[0] if found else None
+
+
 def find_file(folder: Path, name: str, required: bool = True) -> Path | None:
-    """``folder/name`` or ``folder/name.gz``; a missing required file is a DataError."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    if required:
+    """``folder/name`` or ``folder/name.gz`` (both: a DataError); a missing required file is a DataError."""
+    found = [c for c in (folder / name, folder / f"{name}.gz") if c.is_file()]
+    path = single_file(folder / name, f"file {name} or {name}.gz", found)
+    if path is None and required:
         raise DataError(folder / name, None, f"the file {name} (or {name}.gz)", "no such file")
-    return None
+    return path
 
 
 def _open_binary(path: Path):
     with open(path, "rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+CR_PROBE_BYTES = 1 << 20
+
+
+def cr_only(path: Path) -> bool:
+    """Old-Mac line endings: ``\\r`` but no ``\\n`` in the first MiB (a ``\\r`` inside a line is fine elsewhere)."""
+    with _open_binary(path) as fh:
+        head = fh.read(CR_PROBE_BYTES)
+    return b"\r" in head and b"\n" not in head
+
+
+def raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes with their endings: split at ``\\n``, or at ``\\r`` in an old-Mac file
+    (streamed: a large file is never held whole)."""
+    cr = cr_only(path)
+    with _open_binary(path) as fh:
+        if not cr:
+            yield from fh
+            return
+        rest = b""
+        while chunk := fh.read(CR_PROBE_BYTES):
+            parts = (rest + chunk).split(b"\r")
+            rest = parts.pop()
+            yield from (p + b"\r" for p in parts)
+        if rest:
+            yield rest
+
+
+def fields_found(fields: list[str], text: str) -> str:
+    """``"<n> fields"`` for a line of the wrong width, noting a carriage return inside it (mixed line endings)."""
+    found = f"{len(fields)} fields"
+    if "\r" in text:
+        found += (f" (the line holds {text.count(chr(13))} carriage return(s) (\\r): a file with mixed line endings, "
+                  "or old-Mac ones after its first MiB?)")
+    return found
 
 
 class BadRows:
@@ -98,14 +144,13 @@ def read_lines(path: Path, bad: BadRows, required: str | None = None) -> Iterato
     """
     number, raw, non_blank = 0, b"", 0
     try:
-        with _open_binary(path) as fh:
-            for number, raw in enumerate(fh, start=1):
-                text = _decode(path, number, raw, bad)
-                if text is None:             # quarantined, not blank
-                    non_blank += 1
-                elif text.rstrip("\r\n").strip():
-                    non_blank += 1
-                    yield number, text.rstrip("\r\n")
+        for number, raw in enumerate(raw_lines(path), start=1):
+            text = _decode(path, number, raw, bad)
+            if text is None:             # quarantined, not blank
+                non_blank += 1
+            elif text.rstrip("\r\n").strip():
+                non_blank += 1
+                yield number, text.rstrip("\r\n")
     except (OSError, EOFError, zlib.error) as e:
         raise _unreadable(path, e) from None
     warn_if_cut(path, raw, number)
@@ -136,24 +181,7 @@ class _PhysicalLines:
 
     def __init__(self, path: Path):
         self.path, self.count, self.last, self.taken = path, 0, b"", []
-        self._raw = self._raw_lines()
-
-    def _cr_only(self) -> bool:
-        """Old-Mac line endings: ``\\r`` but no ``\\n`` in the first MiB (a quoted ``\\r`` is fine in other files)."""
-        with _open_binary(self.path) as fh:
-            head = fh.read(1 << 20)
-        return b"\r" in head and b"\n" not in head
-
-    def _raw_lines(self) -> Iterator[bytes]:
-        cr_only = self._cr_only()
-        with _open_binary(self.path) as fh:
-            if not cr_only:
-                yield from fh
-                return
-            parts = fh.read().split(b"\r")
-        yield from (p + b"\r" for p in parts[:-1])
-        if parts[-1]:
-            yield parts[-1]
+        self._raw = raw_lines(path)
 
     def __iter__(self):
         return self

@@ -5,11 +5,13 @@ Rows are 1-based row numbers of sequences.parquet / items.parquet.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import SPLITS, Dataset
+from .schema import SPLITS, DataError, Dataset
 from .textio import BadRows
 
 
@@ -79,3 +81,28 @@ def check_dataset(ds: Dataset, where: str, bad: BadRows) -> Dataset:
     check_items(ds, f"{where}/items.parquet")
     ds.sequences = check_sequences(ds, f"{where}/sequences.parquet", bad)
     return ds
+
+
+def check_both_domains(ds: Dataset, where: str) -> None:
+    """Each domain keeps items and at least one sequence holding one of them: a cross-domain dataset reduced to
+    one domain (every review of a file quarantined, a recipe that empties a domain) is a DataError naming the
+    domain, never a one-domain dataset that trains and evaluates with exit 0."""
+    flat = pc.list_flatten(ds.sequences.column("items")).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(ds.sequences.column("items")).to_numpy(zero_copy_only=False)
+    for d, name in enumerate(ds.meta.domains):
+        in_d = flat >= ds.n_x if d else flat < ds.n_x
+        n_items, n_rows = ds.meta.n_items[d], int(np.unique(parents[in_d]).size)
+        if n_items and n_rows:
+            continue
+        found = f"domain {name!r} ({'XY'[d]}) with {n_items:,} items and {n_rows:,} sequences holding one"
+        quarantine = ds.quarantine
+        if quarantine is not None and quarantine.num_rows:
+            rows = quarantine.to_pylist()
+            expected = [r["reason"].split(", found ", 1)[0] for r in rows]   # grouped by what was expected
+            common = Counter(expected).most_common(1)[0][0]
+            first = rows[expected.index(common)]
+            found += (f"; {len(rows):,} rows were quarantined (not written: nothing was prepared), "
+                      f"{expected.count(common):,} of them for: {common} "
+                      f"(first: {first['file']}, line {first['line']}: {first['reason'][len(common) + 2:]})")
+        raise DataError(where, None, f"items and sequences in both domains ({ds.meta.domains[0]}, "
+                        f"{ds.meta.domains[1]})", found)

@@ -45,10 +45,12 @@ def _stage_cfg(cfg: Config, ctx: StageContext) -> Config:
 
 
 def _prepare(cfg: Config, ctx: StageContext) -> dict:
-    from llm_emf.data.prepare import prepare_dataset
+    from llm_emf.data.prepare import notes, prepare_dataset
 
     c = _stage_cfg(cfg, ctx)
-    ds, _ = prepare_dataset(c)
+    ds, stats = prepare_dataset(c)
+    for line in notes(stats, ds.meta.extra):      # what changed counts without being a bad row
+        print(line)
     return {"items": list(ds.meta.n_items), "fingerprint": ds.meta.fingerprint,
             "quarantined_rows": ds.meta.quarantined_rows}
 

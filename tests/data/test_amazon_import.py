@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from llm_emf.cli.main import main
 from llm_emf.config import ConfigError, load_config
 from llm_emf.data.importers import import_dataset
 from llm_emf.data.importers.amazon import Codes
-from llm_emf.data.schema import DataError
+from llm_emf.data.schema import DataError, Dataset
+from llm_emf.data.stats import compute_stats
 
 pytestmark = pytest.mark.unit
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -184,7 +187,7 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path):
     assert "non-empty user_id" in q[1]["reason"] and "'soon'" in q[2]["reason"]
     assert "milliseconds" in q[3]["reason"] and "seconds" in q[3]["reason"] and "JSON list" in q[4]["reason"]
     assert ds.meta.extra["reviews"][0] == {"file": "Food.jsonl", "schema": "2023", "time_unit": "milliseconds",
-                                           "rows": 18, "bad_rows": 5, "reviews": 13}
+                                           "rows": 18, "bad_rows": 5, "reviews": 13, "repeated_reviews": 0}
     assert rows(ds) == rows(load("2023"))                                      # the good rows as before
 
 
@@ -224,3 +227,93 @@ def test_tiny_batches_give_the_same_dataset():
 def test_a_recipe_that_leaves_nobody_is_a_clear_error():
     with pytest.raises(DataError, match="users left after the recipe"):
         load("2023", "data.amazon_k_core=3")
+
+
+# --- issue 24: repeats, a file in the wrong unit, the stems the folder has, people and cases ---------------------
+
+def copy_fixture(tmp_path: Path, schema: str = "2023") -> Path:
+    return Path(shutil.copytree(FIXTURES / f"amazon_{schema}_mini", tmp_path / f"amazon_{schema}"))
+
+
+def test_an_exact_repeat_is_dropped_counted_and_printed(tmp_path, capsys):
+    """A repeated review line (same user, item, time) doubled the interaction and moved the k-core: f4 (one
+    review) survived the 2-core with its copy, and u3 with it."""
+    folder = copy_fixture(tmp_path)
+    lines = (folder / "Food.jsonl").read_text().splitlines()
+    (folder / "Food.jsonl").write_text("\n".join(lines[:3] + [lines[2]] + lines[3:]) + "\n")     # u3 f4 twice
+    ds, clean = load(source=folder), load("2023")
+    assert rows(ds) == rows(clean) and ds.items.equals(clean.items)
+    r = ds.meta.extra["recipe"]
+    assert r["repeated_reviews"] == [1, 0] and r["read"][0] == left(14, 5, 5) and r["k_core"] == clean.meta.extra[
+        "recipe"]["k_core"]
+    assert ds.meta.extra["reviews"][0]["repeated_reviews"] == 1 and ds.meta.quarantined_rows == 0
+    # the same time for another item, or another time for the same item, is not a repeat
+    (folder / "Food.jsonl").write_text("\n".join(lines + [lines[2].replace('"f4"', '"f3"'),
+                                                          lines[2].replace("1600000013000", "1600000014000")]) + "\n")
+    assert load(source=folder).meta.extra["recipe"]["repeated_reviews"] == [0, 0]
+    (folder / "Food.jsonl").write_text("\n".join(lines[:3] + [lines[2]] + lines[3:]) + "\n")
+    out = tmp_path / "prepared"
+    assert main(["prepare", "data.format=amazon", f"data.source={folder}", f"data.output={out}",
+                 "data.amazon_k_core=2"]) == 0
+    printed = capsys.readouterr().out
+    assert ("note: 1 repeated reviews (same user, item and time as an earlier line) dropped: Food 1, Kitchen 0"
+            in printed)
+    assert main(["stats", "--dataset", str(out)]) == 0
+    assert "repeated reviews (same user, item and time) dropped: Food 1 / Kitchen 0" in capsys.readouterr().out
+
+
+def test_a_2023_file_in_seconds_names_the_schema_and_a_domain_left_empty_stops_prepare(tmp_path, capsys):
+    folder = copy_fixture(tmp_path)
+    text = (folder / "Food.jsonl").read_text()
+    (folder / "Food.jsonl").write_text(re.sub(r'"timestamp": (\d+)000,', r'"timestamp": \1,', text))
+    with pytest.raises(DataError) as e:
+        load(source=folder)
+    assert e.value.line == 1 and "like most of the file" not in str(e.value)
+    assert "unix timestamps in milliseconds, the unit of the 2023 review schema" in e.value.expected
+    assert "1600000010, which looks like seconds" in e.value.found
+    # skipping quarantines all 13 Food reviews: a Kitchen-only dataset must not be prepared
+    out = tmp_path / "prepared"
+    args = ["prepare", "data.format=amazon", f"data.source={folder}", f"data.output={out}", "data.amazon_k_core=2",
+            "data.amazon_overlap_only=false"]
+    assert main([*args, "--skip-bad-rows"]) == 2
+    err = capsys.readouterr().err
+    assert "expected items and sequences in both domains (Food, Kitchen)" in err
+    assert "found domain 'Food' (X) with 0 items and 0 sequences holding one" in err
+    assert "13 rows were quarantined" in err and f"first: {folder / 'Food.jsonl'}, line 1" in err
+    assert not (out / "dataset.json").exists()
+
+
+def test_a_missing_domain_file_lists_the_stems_found(tmp_path):
+    with pytest.raises(DataError) as e:
+        load("2023", "data.amazon_domains=Food,Kitchenware")
+    assert e.value.file.endswith("Kitchenware.jsonl[.gz]") and "found none" in str(e.value)
+    assert "stems here: Food, Kitchen, meta_Food, meta_Kitchen" in e.value.found
+    folder = copy_fixture(tmp_path)
+    (folder / "Food.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))           # the shared check: one file per stem
+    with pytest.raises(DataError, match=r"expected one reviews file for domain 'Food', found 2: "
+                                        r"\['Food\.jsonl', 'Food\.jsonl\.gz'\]"):
+        load(source=folder)
+
+
+def test_stats_count_people_and_cases_apart(tmp_path, capsys):
+    out = tmp_path / "prepared"
+    assert main(["prepare", "data.format=amazon", f"data.source={FIXTURES / 'amazon_2023_mini'}",
+                 f"data.output={out}", "data.amazon_k_core=2"]) == 0
+    capsys.readouterr()
+    ds = Dataset.read(out)
+    assert ds.meta.extra["counts"] == {"sequences": {"train": 2, "valid": 4, "test": 6},
+                                       "people": {"train": 2, "valid": 3, "test": 3, "all": 3}}
+    assert main(["stats", "--dataset", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["people"] == 3 == ds.meta.extra["recipe"]["split"]["users"] and s["sequences"] == 12
+    assert [(v["sequences"], v["people"]) for v in s["splits"].values()] == [(2, 2), (4, 3), (6, 3)]
+    # renamed domains (a canonical re-import with other names) still strip the suffixes the ids carry
+    again = import_dataset(load_config(None, ["data.format=canonical", f"data.source={out}", "data.domain_x=Grocery",
+                                              "data.domain_y=Home"]).data)
+    assert compute_stats(again)["people"] == 3
+    assert main(["prepare", "data.format=amazon", f"data.source={FIXTURES / 'amazon_2023_mini'}",
+                 f"data.output={out}", "data.amazon_k_core=0"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--dataset", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "k-core off:" in text and "0-core" not in text and "people (distinct users): " in text

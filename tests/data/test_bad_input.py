@@ -178,3 +178,48 @@ def test_nul_byte_is_a_bad_row(log_files):
     x, _, _ = read_item_table(log_files / "items.csv", ("Food", "Kitchen"), bad)
     assert x.item_ids == ["a"] and [r["line"] for r in bad.rows] == [3]
     assert bad.rows[0]["content"] == "b,Food,Bre\\0ad"
+
+
+# --- issue 24: old-Mac (CR-only) line endings in the line readers ------------------------------------------------
+
+def to_cr(path) -> None:
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r"))
+
+
+def test_cr_only_files_read_line_by_line_in_every_format(plain_sample, c2dsr, tmp_path, fixtures_dir):
+    """Before: a CR-only train_A.txt was one line ("found 5473 fields" on the full release)."""
+    clean = import_dataset(data_cfg(f"data.source={plain_sample}"))
+    to_cr(plain_sample / "train_A.txt")
+    to_cr(plain_sample / "items_B.tsv")
+    ds = import_dataset(data_cfg(f"data.source={plain_sample}"))
+    assert ds.sequences.equals(clean.sequences) and ds.items.equals(clean.items)
+
+    clean = import_dataset(c2dsr_cfg(c2dsr))
+    to_cr(c2dsr / "validdata_new.txt")
+    assert import_dataset(c2dsr_cfg(c2dsr)).sequences.equals(clean.sequences)
+
+    amazon = shutil.copytree(fixtures_dir / "amazon_2023_mini", tmp_path / "amazon")
+    cfg = data_cfg("data.format=amazon", f"data.source={amazon}", "data.amazon_k_core=2")
+    clean = import_dataset(cfg)
+    to_cr(amazon / "Food.jsonl")
+    assert import_dataset(cfg).sequences.equals(clean.sequences)
+
+
+def test_cr_only_file_keeps_line_numbers_and_the_cut_warning(plain_sample):
+    path = plain_sample / "train_A.txt"
+    lines = path.read_text().splitlines()
+    lines.insert(2, "77\t1,oops")
+    path.write_bytes("\r".join(lines).encode() + b"\r")
+    raises_at(data_cfg(f"data.source={plain_sample}"), path, 3, "expected integer item ids", "'oops'")
+    del lines[2]
+    path.write_bytes("\r".join(lines).encode())                         # no final line ending
+    with pytest.warns(TruncatedFileWarning, match=rf"line {len(lines)}, the last line"):
+        import_dataset(data_cfg(f"data.source={plain_sample}"))
+
+
+def test_a_carriage_return_inside_a_line_is_named_in_the_message(plain_sample):
+    path = plain_sample / "train_overlap.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:4] + [lines[4] + "\r" + lines[5]] + lines[6:]) + "\n")
+    raises_at(data_cfg(f"data.source={plain_sample}"), path, 5, "expected 2 tab-separated fields",
+              "found 3 fields (the line holds 1 carriage return(s) (\\r): a file with mixed line endings")

@@ -21,6 +21,7 @@ def test_prepare_then_stats_on_sample(tmp_path, capsys):
     assert main(["prepare", "data.source=sample", f"data.output={out}", "seed=7"]) == 0
     summary = capsys.readouterr().out
     assert "175 Food and 325 Kitchen items" in summary and "145 train, 54 valid and 54 test" in summary
+    assert "test sequences of 253 people" in summary       # LLMCDSR: user numbers restart in every file
     assert "0 rows quarantined" in summary
     assert {p.name for p in out.iterdir()} == {"items.parquet", "sequences.parquet", "dataset.json", "config.yaml"}
     cfg = load_config(out / "config.yaml")
@@ -31,9 +32,10 @@ def test_prepare_then_stats_on_sample(tmp_path, capsys):
     assert main(["stats", "--dataset", str(out), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["items"] == [175, 325] and s["fingerprint"] == ds.meta.fingerprint
-    assert {k: v["users"] for k, v in s["splits"].items()} == {"train": 145, "valid": 54, "test": 54}
+    assert {k: v["sequences"] for k, v in s["splits"].items()} == {"train": 145, "valid": 54, "test": 54}
+    assert s["people"] == 253 and s["sequences"] == 253
     assert s["splits"]["train"]["users_by_source"] == {"A": 49, "B": 16, "overlap": 80}
-    assert s["splits"]["train"]["users_both_domains"] == 80
+    assert s["splits"]["train"]["sequences_both_domains"] == 80
     assert main(["stats", f"data.output={out}"]) == 0
     text = capsys.readouterr().out
     assert "train sequence lengths:" in text and "users by source file: A 49, B 16, overlap 80" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 
 import pyarrow as pa
@@ -94,6 +95,54 @@ def test_missing_files(plain_sample):
 def test_num_txt_malformed(plain_sample):
     (plain_sample / "num.txt").write_text("175\nmany\n")
     expect_error(data_cfg(f"data.source={plain_sample}"), plain_sample / "num.txt", 2, "a non-negative item count")
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("num, where, fragments", [
+    # |A| too small: items_A.tsv's rows 170-174 are beyond it, and every B id (|A| + local) would shift by 5
+    ("170\n325\n", ("items_A.tsv", "first idx 170"), ("an item_idx in [0, 170) (num.txt: |A| = 170)",
+                                                      "item_idx 170: num.txt and items_A.tsv disagree",
+                                                      "fatal even with skip_bad_rows")),
+    # |A| too large: 5 rows missing at the end of items_A.tsv, and B ids would shift the other way
+    ("180\n325\n", ("items_A.tsv", None), ("rows up to item_idx 179 (num.txt: |A| = 180)",
+                                            "rows up to item_idx 174 only: 5 missing at the end, more than its 0 "
+                                            "bad rows",
+                                            "fatal even with skip_bad_rows")),
+    ("175\n300\n", ("items_B.tsv", "first idx 300"), ("an item_idx in [0, 300) (num.txt: |B| = 300)",)),
+])
+def test_llmcdsr_num_txt_that_disagrees_with_an_item_table_stops_even_when_skipping(plain_sample, skip, num, where,
+                                                                                    fragments):
+    """Issue 24: with |A| 8661 -> 8600 and --skip-bad-rows, 47,498 sequences pointed at other products."""
+    (plain_sample / "num.txt").write_text(num)
+    path = plain_sample / where[0]
+    line = None
+    if where[1]:
+        idx = int(where[1].split()[-1])
+        line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1)
+                    if text.split("\t")[0] == str(idx))
+    expect_error(data_cfg(f"data.source={plain_sample}", f"data.skip_bad_rows={skip}"), path, line, *fragments)
+
+
+def test_llmcdsr_a_bad_last_item_row_is_still_a_placeholder_when_skipping(plain_sample):
+    path = plain_sample / "items_A.tsv"
+    lines = path.read_text().splitlines()
+    assert lines[-1].startswith("174\t")
+    path.write_text("\n".join(lines[:-1] + ["174\t\tno asin"]) + "\n")
+    ds = import_dataset(data_cfg(f"data.source={plain_sample}", "data.skip_bad_rows=true"))
+    assert ds.items.column("item_id")[174].as_py() == "A#174" and ds.meta.n_items == (175, 325)
+    assert [r["line"] for r in ds.quarantine.to_pylist()] == [len(lines), 0]     # the row, then "no row for 174"
+
+
+@pytest.mark.parametrize("fmt, name", [("llmcdsr", "train_A.txt"), ("c2dsr", "validdata_new.txt")])
+def test_a_plain_file_beside_a_gzip_twin_is_refused(plain_sample, c2dsr_copy, fmt, name):
+    """Issue 24: train_A.txt next to a different train_A.txt.gz: the plain one was read without a word."""
+    folder = plain_sample if fmt == "llmcdsr" else c2dsr_copy
+    text = (folder / name).read_text()
+    (folder / f"{name}.gz").write_bytes(gzip.compress("\n".join(text.splitlines()[:3]).encode() + b"\n"))
+    for skip in (False, True):
+        expect_error(data_cfg(f"data.format={fmt}", f"data.source={folder}", f"data.skip_bad_rows={skip}"),
+                     folder / name, None, f"expected one file {name} or {name}.gz",
+                     f"found 2: ['{name}', '{name}.gz'] (they may differ")
 
 
 # --- C2DSR ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Fuzzing the readers: any input is imported exactly, quarantined with its file and line, or rejected naming
-the file and line. Covers the LLMCDSR sequence reader, the C2DSR dialects (two lines per user, a Blist offset
-by |A|, timestamps in mixed units) and CSV as csv.writer writes it (quotes, newlines, BOM, line endings)."""
+the file and line. Covers the LLMCDSR sequence reader, the C2DSR dialects (a user on several lines, a Blist
+offset by |A|, timestamps in mixed units) and CSV as csv.writer writes it (quotes, newlines, BOM, line endings)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_a_file_whose_only_line_is_quarantined_is_not_called_empty(tmp_path, rea
     with pytest.raises(DataError, match="an empty file"):
         read_sequence_file(path, "train", "overlap", None, N_X, N_TOTAL, BadRows(True), SequenceRows())
 
-# --- C2DSR split files: two lines per user, mixed units ------------------------------------------------------
+# --- C2DSR split files: a user on several lines, mixed units ------------------------------------------------------
 
 C2_X, C2_Y = 4, 4
 SECONDS, MILLIS = st.integers(10 ** 9, 2 * 10 ** 9), st.integers(10 ** 12, 2 * 10 ** 12)
@@ -102,17 +102,20 @@ def test_c2dsr_split_file_dialects_import_quarantine_or_name_the_line(rows, spli
             else:        # only an id beyond the item lists stops a skipping import: it may shift every id
                 assert 1 <= e.line <= len(rows) and (not skip or "found item 8" in str(e))
             return
-        assert len(out) + len(bad) == len(non_blank)            # every line: a case or quarantined
+        assert len(out) + len(bad) == len(non_blank) == summary["lines"]    # every line: a case or quarantined
         assert len(set(out.user_ids)) == len(out) == summary["cases"]
-        users: dict[str, set[int]] = {}
+        users: dict[str, list[list[str]]] = {}
         for user_id, items, stamps in zip(out.user_ids, out.items, out.timestamps):
             assert stamps == sorted(stamps) and all(0 <= ts < 10 ** 11 for ts in stamps)   # one unit, seconds
             assert all(0 <= i < C2_X + C2_Y for i in items)
-            users.setdefault(user_id.split(":")[1], set()).add(items[-1] >= C2_X)
-        for user, targets in users.items():       # a second line only with its target in the other domain
-            cases = [u for u in out.user_ids if u.split(":")[1] == user]
-            assert len(cases) == len(targets) and (len(cases) == 1 or split != "train")
+            tag, user, *line = user_id.split(":")
+            assert tag == split and len(line) <= 1
+            users.setdefault(user, []).append(line)
+        for user, lines in users.items():   # every line of a user is a case: <split>:<user>, or :<line> when several
+            assert lines == [[]] or (len(lines) > 1 and all(
+                line and rows[int(line[0]) - 1].split("\t")[0].strip() == user for line in lines))
         assert summary["users"] == len(users)
+        assert summary["users_on_several_lines"] == sum(len(lines) > 1 for lines in users.values())
 
 
 # --- C2DSR item lists: a Blist offset by |A| reads like the local one; any broken row stops ----------------------

@@ -40,7 +40,7 @@ def assert_names_file_and_line(e: DataError, path: Path, n_lines: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C2DSR: split files (a user on up to two lines, one per target domain) and item lists (all or nothing)
+# C2DSR: split files (every line a case, whatever its user id: issue 24) and item lists (all or nothing)
 
 N_ITEMS = (4, 4)                          # |A|, |B|: ids 8 and up are beyond the lists
 good_token = st.tuples(st.integers(0, sum(N_ITEMS) - 1), st.integers(0, 50)).map(
@@ -75,34 +75,31 @@ def test_c2dsr_split_file_imports_quarantines_or_names_the_line(lines, split, sk
         assert len(out) + len(bad) == non_blank(lines)          # nothing silently dropped
         assert summary["cases"] == len(out) == len(set(out.user_ids))
         assert summary["interactions"] == sum(len(i) for i in out.items)
-        cases: dict[str, list[str]] = {}
+        cases: dict[str, list[list[str]]] = {}
         for user_id, items, stamps in zip(out.user_ids, out.items, out.timestamps):
             assert all(0 <= i < sum(N_ITEMS) for i in items) and stamps == sorted(stamps)
-            _, user, *target = user_id.split(":")
-            if target:                       # <split>:<user>:A or :B names the domain of the target
-                assert target == ["AB"[items[-1] >= N_ITEMS[0]]]
-            cases.setdefault(user, []).append(user_id)
-        for user, ids in cases.items():      # two lines only in valid/test, each suffixed; one line unsuffixed
-            assert (ids == [f"{split}:{user}"]) or (split != "train" and sorted(ids) == [f"{split}:{user}:A",
-                                                                                        f"{split}:{user}:B"])
+            tag, user, *line = user_id.split(":")
+            assert tag == split
+            cases.setdefault(user, []).append(line)
+        for user, ids in cases.items():      # <split>:<user> for a user on one line, <split>:<user>:<line> on several
+            assert ids == [[]] or (len(ids) > 1 and all(len(line) == 1 for line in ids))
         assert summary["users"] == len(cases)
         assert all(r["file"] == str(path) and 1 <= r["line"] <= len(lines) for r in bad.rows)
 
 
-def test_c2dsr_third_line_of_a_user_is_a_bad_row(tmp_path):
+def test_c2dsr_every_line_of_a_user_is_a_case(tmp_path):
     lines = ["7\t2\t0|100|x|\t1|200|x|",         # target in A
-             "7\t2\t0|100|x|\t5|200|x|",         # target in B: a second case
-             "7\t2\t1|100|x|\t6|200|x|"]         # target in B again: a third line
+             "7\t2\t0|100|x|\t5|200|x|",         # target in B
+             "7\t2\t1|100|x|\t6|200|x|"]         # target in B again: a third case, as C2DSR's loader reads it
     path = write_lines(str(tmp_path), "validdata_new.txt", lines)
-    with pytest.raises(DataError, match=r"validdata_new\.txt, line 3: .*found user 7 again \(first on line 1\)"):
-        read_split_file(path, "valid", N_ITEMS, BadRows(False), SequenceRows())
-    out, bad = SequenceRows(), BadRows(True)
-    summary = read_split_file(path, "valid", N_ITEMS, bad, out)
-    assert out.user_ids == ["valid:7:A", "valid:7:B"] and [r["line"] for r in bad.rows] == [3]
-    assert (summary["users"], summary["cases"]) == (1, 2)
-    out, bad = SequenceRows(), BadRows(True)          # in train a user has one line
-    read_split_file(path, "train", N_ITEMS, bad, out)
-    assert out.user_ids == ["train:7"] and [r["line"] for r in bad.rows] == [2, 3]
+    for skip in (False, True):
+        out, bad = SequenceRows(), BadRows(skip)
+        summary = read_split_file(path, "valid", N_ITEMS, bad, out)
+        assert out.user_ids == ["valid:7:1", "valid:7:2", "valid:7:3"] and not bad.rows
+        assert (summary["users"], summary["cases"], summary["users_on_several_lines"]) == (1, 3, 1)
+    out = SequenceRows()                              # in train too: each line one training sequence
+    read_split_file(path, "train", N_ITEMS, BadRows(False), out)
+    assert out.user_ids == ["train:7:1", "train:7:2", "train:7:3"]
 
 
 list_lines = st.one_of(

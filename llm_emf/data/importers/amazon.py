@@ -21,8 +21,13 @@ unescaped and tags removed, cut at data.amazon_text_chars; ``attributes`` keeps 
 ``image_uri`` is the largest image (2018: imageURLHighRes, else imageURL; 2023: the MAIN image's hi_res,
 else large, else thumb). Items without a metadata row are kept with no text and counted.
 
-Bad rows (unparseable JSON, a missing id, a missing, non-integer or negative time, a time in the other unit)
-are reported to BadRows: a DataError naming file and line, or quarantined under data.skip_bad_rows.
+Bad rows (unparseable JSON, a missing id, a missing, non-integer or negative time, a time in another unit than
+the schema's: 2018 seconds, 2023 milliseconds) are reported to BadRows: a DataError naming file and line, or
+quarantined under data.skip_bad_rows. A review repeated exactly (same user, item and time) is counted and
+dropped by the recipe (amazon_recipe.py); ``import_dataset``'s callers check that both domains kept items.
+
+Case ids: the user id for train rows (and every row with amazon_holdout=merged); ``<user>:<domain name>`` for
+the valid/test cases of amazon_holdout=domain, the names at import time recorded as ``extra.case_id_suffixes``.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import pyarrow.compute as pc
 from ...config import ConfigError
 from ...config.data import DataConfig
 from ..schema import ITEM_SCHEMA, DataError, Dataset, DatasetMeta
-from ..textio import BadRows, parse_int, read_lines
+from ..textio import BadRows, parse_int, read_lines, single_file
 from .amazon_recipe import run_recipe
 from .amazon_text import TEXT_FIELDS, item_text, largest_image
 from .domains import DomainNames, resolve_names
@@ -59,27 +64,33 @@ def _stem(path: Path) -> str | None:
 
 def domain_files(folder: Path, wanted: str) -> list[tuple[str, Path, Path]]:
     """-> [(domain stem, reviews file, metadata file)] for X and Y."""
-    stems = {}
+    stems: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         stem = _stem(path)
         if stem is not None:
             stems.setdefault(stem, []).append(path)
+    found = "; stems here: " + (", ".join(sorted(stems)[:20]) + (f" and {len(stems) - 20} more" if len(stems) > 20
+                                                                  else "") if stems else "none")
     domains = [s.strip() for s in wanted.split(",") if s.strip()] if wanted else \
         sorted(s[len("meta_"):] for s in stems if s.startswith("meta_"))
     if len(domains) != 2:
         where = "data.amazon_domains" if wanted else f"meta_<Domain>.jsonl[.gz] files in {folder}"
         raise DataError(folder, None, f"two domains ({where}; data.amazon_domains=X,Y picks two)",
-                        f"{len(domains)}: {domains[:6]}")
+                        f"{len(domains)}: {domains[:6]}{found}")
     out = []
     for domain in domains:
         reviews = stems.get(domain, []) + stems.get(f"{domain}_5", [])
         meta = stems.get(f"meta_{domain}", [])
-        for kind, found, name in (("reviews", reviews, f"{domain}.jsonl[.gz]"),
-                                  ("metadata", meta, f"meta_{domain}.jsonl[.gz]")):
-            if len(found) != 1:
-                raise DataError(folder / name, None, f"one {kind} file for domain {domain!r}",
-                                "none" if not found else f"{len(found)}: {[p.name for p in found]}")
-        out.append((domain, reviews[0], meta[0]))
+        paths = []
+        for kind, candidates, name in (("reviews", reviews, f"{domain}.jsonl[.gz]"),
+                                       ("metadata", meta, f"meta_{domain}.jsonl[.gz]")):
+            path = single_file(folder / name, f"{kind} file for domain {domain!r}", candidates)
+            if path is None:
+                raise DataError(folder / name, None, f"one {kind} file for domain {domain!r} ({name}, or "
+                                f"{domain}_5.json[.gz] for reviews; data.amazon_domains names the stems)",
+                                f"none{found}")
+            paths.append(path)
+        out.append((domain, paths[0], paths[1]))
     return out
 
 
@@ -163,13 +174,13 @@ def _id(value) -> str | None:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _time(value, unit: int) -> tuple[int | None, tuple[str, str] | None]:
-    """(milliseconds, None) or (None, (expected, found))."""
+def _time(value, unit: int, schema: str) -> tuple[int | None, tuple[str, str] | None]:
+    """(milliseconds, None) or (None, (expected, found)). The unit is the schema's, never guessed from the file."""
     ts = value if isinstance(value, int) and not isinstance(value, bool) else \
         parse_int(value) if isinstance(value, str) else None
     if ts is None or ts < 0:
         return None, (f"a non-negative integer unix time in {UNITS[unit]}", repr(value)[:80])
-    problem = unit_problem(ts, unit)
+    problem = unit_problem(ts, unit, basis=f"the unit of the {schema} review schema")
     if problem:
         return None, problem
     return ts * 1000 // PER_SECOND[unit], None
@@ -205,9 +216,10 @@ def read_reviews(path: Path, forced: int, batch_rows: int, bad: BadRows, users: 
             missing = user_f if user is None else item_f
             bad.report(path, number, f"a non-empty {missing} ({schema} reviews)", repr(row.get(missing))[:80], text)
             continue
-        ms, problem = _time(row.get(time_f), unit)
+        ms, problem = _time(row.get(time_f), unit, schema)
         if problem:
-            bad.report(path, number, f"{time_f}: {problem[0]} ({schema} reviews)", problem[1], text)
+            said = "" if "schema" in problem[0] else f" ({schema} reviews)"
+            bad.report(path, number, f"{time_f}: {problem[0]}{said}", problem[1], text)
             continue
         b_users.append(user)
         b_items.append(item)
@@ -288,7 +300,10 @@ def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     extra = {"domain_names": names.origin, "missing_split_files": [],
              "reviews": [r.summary for r in reviews], "metadata": metadata,
              "items_missing_metadata": [m["items_without_metadata"] for m in metadata],
-             "items_in_both_domains": len(shared), "recipe": result.counts}
+             "items_in_both_domains": len(shared), "recipe": result.counts,
+             "case_ids": ("<user>" if cfg.amazon_holdout == "merged" else
+                          "<user> for train rows, <user>:<domain> for the valid/test cases (one per domain)"),
+             "case_id_suffixes": [f":{n}" for n in names.names]}
     meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),
                        source_format="amazon", extra=extra)
     return Dataset(items, result.sequences, meta)

@@ -1,5 +1,8 @@
 """The usual cross-domain recipe on two domains' reviews, on integer codes, every step counted.
 
+0. exact repeats: a review line repeated with the same user, item and time (the dumps hold some) is dropped,
+   its first occurrence kept, and counted per domain (``repeated_reviews``): kept, it would double the
+   interaction and move the k-core;
 1. k-core per domain (data.amazon_k_core): drop users and items with fewer than k interactions in that
    domain, again and again until nothing changes (a round is a pass that dropped something);
 2. data.amazon_min_per_domain: a user's interactions in a domain where they have fewer than that are dropped;
@@ -65,6 +68,23 @@ def k_core(user: np.ndarray, item: np.ndarray, k: int) -> tuple[np.ndarray, int]
         keep, rounds = new, rounds + 1
 
 
+def repeated(user: np.ndarray, item: np.ndarray, domain: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """bool per row: the same (user, domain, item, time) as an earlier row (the first occurrence is not marked)."""
+    if not len(user):
+        return np.zeros(0, dtype=bool)
+    key = (user.astype(np.int64) << 32) | (domain.astype(np.int64) << 31) | item.astype(np.int64)
+    order = np.lexsort((times, key))          # stable: equal rows keep file order, the first comes first
+    key = key[order]
+    same = key[1:] == key[:-1]
+    del key
+    sorted_times = times[order]
+    same &= sorted_times[1:] == sorted_times[:-1]
+    del sorted_times
+    out = np.zeros(len(user), dtype=bool)
+    out[order[1:][same]] = True
+    return out
+
+
 def per_user_domain(user: np.ndarray, domain: np.ndarray, keep: np.ndarray, n_users: int) -> np.ndarray:
     """``(n_users, 2)`` kept interactions of each user in each domain."""
     return np.stack([np.bincount(user[keep & (domain == d)], minlength=n_users) for d in (0, 1)], axis=1)
@@ -99,9 +119,14 @@ def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tupl
                                  "overlap_only": cfg.amazon_overlap_only, "holdout": cfg.amazon_holdout},
                     "read": tally(user, item, domain, keep)}
 
+    keep &= ~repeated(user, item, domain, times)
+    counts["repeated_reviews"] = [int(((domain == d) & ~keep).sum()) for d in (0, 1)]
+    for r, n in zip(reviews, counts["repeated_reviews"]):
+        r.summary["repeated_reviews"] = n
+
     rounds = []
     for d in (0, 1):
-        rows = np.flatnonzero(domain == d)
+        rows = np.flatnonzero((domain == d) & keep)
         kept, r = k_core(user[rows], item[rows], cfg.amazon_k_core)
         keep[rows[~kept]] = False
         rounds.append(r)

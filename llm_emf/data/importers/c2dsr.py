@@ -6,11 +6,20 @@
                             ``user_idx \\t n \\t item|unix_ts|date \\t ...``; B ids are offset by |A|
     items.csv               optional item metadata (item_metadata.py), or the file named by data.items
 
-C2DSR's loader sorts each line's tokens by timestamp (Python's stable sort) and takes the last one as the
-valid/test target; we do the same. Some releases put a user on two lines of a valid/test file, one per
-target domain: those are two evaluation cases, ``<split>:<user>:A`` and ``<split>:<user>:B``. The public
-copies lack ``traindata_new.txt``: the item lists and at least one split file are required, a missing split
-file is recorded in ``dataset.json`` (``extra.missing_split_files``); an empty one is an error.
+Every line of a split file is one sample, as C2DSR's loader reads them (it never looks at the user column):
+one training sequence in ``traindata_new.txt``, one evaluation case in the valid/test files. The loader sorts
+each line's tokens by timestamp (Python's stable sort) and takes the last one as the valid/test target; we do
+the same. Releases put a user on several lines (Art-Office, as URLLM and other C2DSR descendants ship it:
+every training user on two lines, one sequence ending in each domain, and some valid/test users on two lines);
+each line stays its own sequence or case. Case ids are ``<split>:<user>`` for a user on one line of the file
+and ``<split>:<user>:<line>`` for each line of a user on several (so a user id may not hold ``:``); the person
+is ``<user>`` (llm_emf.data.people). ``extra.source_files`` counts, per file, the lines, the cases kept, the
+distinct users and those on several lines.
+
+The public copies lack ``traindata_new.txt``: the item lists and at least one split file are required, a
+missing split file is recorded in ``dataset.json`` (``extra.missing_split_files``); an empty one is an error.
+The count column ``n`` must be an integer; it is not compared with the tokens (in the released files it is not
+their number).
 
 Domain names (domains.py): data.domain_x / data.domain_y when set, else the folder name (C2DSR's own naming,
 e.g. ``Movie-Book``), else "X" and "Y"; dataset.json says which (``extra.domain_names``).
@@ -18,6 +27,7 @@ e.g. ``Movie-Book``), else "X" and "Y"; dataset.json says which (``extra.domain_
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +36,7 @@ import pyarrow as pa
 from ...config.data import DataConfig
 from ..schema import ITEM_SCHEMA, DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
-from ..textio import BadRows, find_file, parse_int, read_lines
+from ..textio import BadRows, fields_found, find_file, parse_int, read_lines
 from .c2dsr_items import read_item_list
 from .domains import folder_names
 from .item_metadata import read_item_metadata
@@ -34,7 +44,8 @@ from .timestamps import UNITS, file_unit, odd_unit, to_seconds
 
 SPLIT_FILES = (("traindata_new.txt", "train"), ("validdata_new.txt", "valid"), ("testdata_new.txt", "test"))
 METADATA_FILE = "items.csv"
-LETTERS = "AB"
+CASE_IDS = ("<split>:<user>, or <split>:<user>:<line> for each line of a user on several lines of a file: every "
+            "line is one training sequence or evaluation case (as C2DSR's loader reads them)")
 
 
 @dataclass
@@ -65,11 +76,20 @@ def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) 
     for number, text in read_lines(path, bad, required="user lines (user_idx \\t n \\t item|ts|date ...)"):
         fields = text.split("\t")
         user = fields[0].strip()
-        if len(fields) < 3 or parse_int(fields[1]) is None:
-            bad.report(path, number, "user_idx \\t n \\t item|ts|date tokens", f"{len(fields)} fields", text)
+        if len(fields) < 3:
+            bad.report(path, number, "3 or more tab-separated fields (user_idx, n, item|ts|date tokens)",
+                       fields_found(fields, text), text)
+            continue
+        if parse_int(fields[1]) is None:
+            bad.report(path, number, "an integer count n in field 2 (user_idx \\t n \\t item|ts|date ...)",
+                       repr(fields[1][:40]), text)
             continue
         if not user:
             bad.report(path, number, "a user id", "an empty field", text)
+            continue
+        if ":" in user:
+            bad.report(path, number, "a user id without ':' (case ids are <split>:<user>[:<line>])", repr(user[:40]),
+                       text)
             continue
         parsed = [parse_token(t) for t in fields[2:] if t.strip()]
         problem = next((p for p in parsed if isinstance(p, str)), None)
@@ -89,29 +109,26 @@ def parse_lines(path: Path, split: str, n_items: tuple[int, int], bad: BadRows) 
 
 
 def read_split_file(path: Path, split: str, n_items: tuple[int, int], bad: BadRows, out: SequenceRows) -> dict:
+    """Every line one sequence (train) or case (valid/test), in file order; -> the file's counts."""
+    bad_before = len(bad)
     lines = parse_lines(path, split, n_items, bad)
     unit = file_unit(ts for line in lines for _, ts in line.events)
-    cases: dict[str, dict[int, Line]] = {}       # user -> target domain -> line
+    kept: list[Line] = []
     for line in lines:
         problem = odd_unit([ts for _, ts in line.events], unit)
-        line.events.sort(key=lambda pair: pair[1])  # stable, like C2DSR's res.sort(key=takeSecond)
-        target = int(line.events[-1][0] >= n_items[0])
-        earlier = cases.setdefault(line.user, {})
-        if problem is None and earlier and (split == "train" or target in earlier):
-            first = min(c.number for c in earlier.values())
-            problem = ("a user once, or (valid/test) on two lines with targets in different domains",
-                       f"user {line.user} again (first on line {first})")
         if problem:
             bad.report(path, line.number, *problem, line.text)
             continue
-        earlier[target] = line
-    kept = sorted((line.number, target, line) for per_user in cases.values() for target, line in per_user.items())
-    for _, target, line in kept:
-        suffix = f":{LETTERS[target]}" if len(cases[line.user]) == 2 else ""
+        line.events.sort(key=lambda pair: pair[1])  # stable, like C2DSR's res.sort(key=takeSecond)
+        kept.append(line)
+    per_user = Counter(line.user for line in kept)
+    for line in kept:
+        suffix = f":{line.number}" if per_user[line.user] > 1 else ""
         out.add(f"{split}:{line.user}{suffix}", split, [item for item, _ in line.events],
                 to_seconds([ts for _, ts in line.events], unit))
-    return {"file": path.name, "users": sum(1 for c in cases.values() if c), "cases": len(kept),
-            "interactions": sum(len(line.events) for *_, line in kept), "time_unit": UNITS[unit]}
+    return {"file": path.name, "lines": len(kept) + len(bad) - bad_before, "cases": len(kept),
+            "users": len(per_user), "users_on_several_lines": sum(1 for n in per_user.values() if n > 1),
+            "interactions": sum(len(line.events) for line in kept), "time_unit": UNITS[unit]}
 
 
 def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
@@ -129,10 +146,11 @@ def import_c2dsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
         if paths[name] is not None:
             source_files[split] = read_split_file(paths[name], split, n_items, bad, sequences)
         else:
-            source_files[split] = {"file": None, "users": 0, "cases": 0, "interactions": 0}
+            source_files[split] = {"file": None, "lines": 0, "cases": 0, "users": 0, "users_on_several_lines": 0,
+                                   "interactions": 0}
     names = folder_names(cfg, folder)
     extra = {"source_files": source_files, "missing_split_files": missing_files, "domain_names": names.origin,
-             "blist_new_idx_offset": y_offset}
+             "blist_new_idx_offset": y_offset, "case_ids": CASE_IDS}
     items = with_metadata(folder, cfg, x_items, y_items, bad, extra)
     meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),
                        source_format="c2dsr", extra=extra)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..schema import DataError
 from ..tables import ItemRows
-from ..textio import BadRows, parse_int, read_lines
+from ..textio import BadRows, fields_found, parse_int, read_lines
 
 FIELDS = "3 tab-separated fields (orig_idx, item_id, new_idx)"
 
@@ -25,7 +25,7 @@ def read_item_list(path: Path, seen_ids: set[str], n_before: int = 0) -> tuple[I
     for number, text in read_lines(path, strict):
         fields = text.split("\t")
         if len(fields) != 3:
-            raise DataError(path, number, FIELDS, f"{len(fields)} fields")
+            raise DataError(path, number, FIELDS, fields_found(fields, text))
         item_id, idx = fields[1].strip(), parse_int(fields[2])
         if idx is None or idx < 0:
             raise DataError(path, number, "a non-negative integer new_idx", repr(fields[2]))

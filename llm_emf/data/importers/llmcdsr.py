@@ -6,7 +6,15 @@
     valid.txt / test.txt same, overlapping users; the last id is the target
 
 User numbers restart in every file (they are different people), so user_id is ``"<file tag>:<user>"``.
-No timestamps exist: ``timestamps`` is null. Domain names (domains.py): data.domain_x / data.domain_y when set,
+No timestamps exist: ``timestamps`` is null.
+
+``num.txt`` fixes what every id means (B ids are |A| + local index), so an item table that disagrees with it
+stops the import even with skip_bad_rows: an item_idx at or beyond the count (the count is too small), or rows
+missing above the table's highest item_idx that its bad rows cannot account for (the count is too large, or the
+table was cut short). Either way a skipping import would point sequences at other products. A row missing or
+bad in the middle of a table changes no id: under skip_bad_rows its item keeps a placeholder id, no title.
+
+Domain names (domains.py): data.domain_x / data.domain_y when set,
 else the folder name (``Food-Kitchen``, ``llmcdsr_food_kitchen``, the bundled ``food_kitchen``), else "X"/"Y".
 """
 
@@ -17,7 +25,7 @@ from pathlib import Path
 from ...config.data import DataConfig
 from ..schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, DatasetMeta
 from ..tables import ItemRows, SequenceRows, items_table
-from ..textio import BadRows, find_file, parse_int, read_lines
+from ..textio import BadRows, fields_found, find_file, parse_int, read_lines
 from .domains import folder_names
 
 # (file stem, split, user-id tag, domain every item must be in or None for mixed)
@@ -29,6 +37,7 @@ SEQUENCE_FILES = (
     ("test", "test", "test", None),
 )
 DOMAIN_LETTER = {DOMAIN_X: "A", DOMAIN_Y: "B"}
+CASE_IDS = "<file tag>:<user> (A, B, overlap, valid, test): one sequence per line; user numbers restart in every file"
 
 
 def read_num(folder: Path) -> tuple[int, int]:
@@ -47,17 +56,23 @@ def read_num(folder: Path) -> tuple[int, int]:
 def read_item_table(path: Path, n: int, domain: int, seen_ids: set[str], bad: BadRows) -> tuple[ItemRows, int]:
     """Rows ``item_idx \\t asin \\t title`` -> ItemRows in local index order; returns (rows, n without a row)."""
     by_index: dict[int, tuple[str, str | None]] = {}
-    data_lines = 0
+    data_lines, bad_before = 0, len(bad)
+    letter = DOMAIN_LETTER[domain]
     for number, text in read_lines(path, bad):
         fields = text.split("\t", 2)
         if number == 1 and parse_int(fields[0]) is None:
             continue  # header
         data_lines += 1
         if len(fields) != 3:
-            bad.report(path, number, "3 tab-separated fields (item_idx, asin, title)", f"{len(fields)}", text)
+            bad.report(path, number, "3 tab-separated fields (item_idx, asin, title)", fields_found(fields, text), text)
             continue
         idx, asin, title = parse_int(fields[0]), fields[1].strip(), fields[2].strip()
-        if idx is None or not 0 <= idx < n:
+        if idx is not None and idx >= n:     # num.txt's count is too small: B ids (|A| + local) would move
+            raise DataError(path, number, f"an item_idx in [0, {n}) (num.txt: |{letter}| = {n})",
+                            f"item_idx {idx}: num.txt and {path.name} disagree on the number of {letter} items, and "
+                            "every B id (|A| + local index) would point at another item (fatal even with "
+                            "skip_bad_rows)")
+        if idx is None or idx < 0:
             bad.report(path, number, f"an item_idx in [0, {n}) (num.txt)", repr(fields[0]), text)
         elif idx in by_index:
             bad.report(path, number, "each item_idx once", f"item_idx {idx} again", text)
@@ -70,6 +85,13 @@ def read_item_table(path: Path, n: int, domain: int, seen_ids: set[str], bad: Ba
             seen_ids.add(asin)
     if n and not data_lines:
         raise DataError(path, None, f"{n} item rows (item_idx, asin, title; num.txt)", "an empty file")
+    top = max(by_index, default=-1)
+    bad_here = len(bad) - bad_before
+    if n - 1 - top > bad_here:     # more rows missing at the end than bad rows could have held
+        raise DataError(path, None, f"rows up to item_idx {n - 1} (num.txt: |{letter}| = {n})",
+                        f"rows up to item_idx {top} only: {n - 1 - top:,} missing at the end, more than its "
+                        f"{bad_here} bad rows; num.txt's count is too large or the table is cut short, and "
+                        "every B id (|A| + local index) could point at another item (fatal even with skip_bad_rows)")
     missing = [i for i in range(n) if i not in by_index]
     if missing:
         bad.report(path, None, f"a row for every item_idx 0..{n - 1} (num.txt)",
@@ -77,7 +99,7 @@ def read_item_table(path: Path, n: int, domain: int, seen_ids: set[str], bad: Ba
     rows = ItemRows()
     for i in range(n):
         # Only reachable with skip_bad_rows: the item still exists (sequences use it) but has no metadata.
-        asin, title = by_index.get(i, (f"{DOMAIN_LETTER[domain]}#{i}", None))
+        asin, title = by_index.get(i, (f"{letter}#{i}", None))
         rows.add(asin, title)
     return rows, len(missing)
 
@@ -91,7 +113,8 @@ def read_sequence_file(path: Path, split: str, tag: str, domain: int | None, n_x
     for number, text in read_lines(path, bad, required="user lines (user \\t comma-separated item ids)"):
         fields = text.split("\t")
         if len(fields) != 2:
-            bad.report(path, number, "2 tab-separated fields (user, comma-separated items)", f"{len(fields)}", text)
+            bad.report(path, number, "2 tab-separated fields (user, comma-separated items)", fields_found(fields, text),
+                       text)
             continue
         user, raw_items = fields[0].strip(), [t for t in fields[1].split(",") if t.strip()]
         items = [parse_int(t) for t in raw_items]
@@ -137,5 +160,6 @@ def import_llmcdsr(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=(n_x, n_y),
                        source=str(folder), source_format="llmcdsr",
                        extra={"source_files": source_files, "missing_split_files": [],
-                              "items_without_metadata": x_missing + y_missing, "domain_names": names.origin})
+                              "items_without_metadata": x_missing + y_missing, "domain_names": names.origin,
+                              "case_ids": CASE_IDS})
     return Dataset(items_table(x_items, y_items), sequences.table(), meta)

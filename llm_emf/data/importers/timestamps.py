@@ -26,12 +26,13 @@ def file_unit(stamps: Iterable[int]) -> int:
     return max(range(len(UNITS)), key=lambda u: (counts[u], -u))
 
 
-def unit_problem(ts: int, unit: int, where: str = "") -> tuple[str, str] | None:
-    """(expected, found) for a bad row when ``ts`` is not in the file's ``unit``, else None."""
+def unit_problem(ts: int, unit: int, where: str = "",
+                 basis: str = "like most of the file") -> tuple[str, str] | None:
+    """(expected, found) for a bad row when ``ts`` is not in ``unit``, else None; ``basis`` says where the unit comes
+    from (the file's majority, or a schema that fixes it)."""
     if unit_of(ts) == unit:
         return None
-    return (f"unix timestamps in {UNITS[unit]}, like most of the file",
-            f"{ts}{where}, which looks like {UNITS[unit_of(ts)]}")
+    return (f"unix timestamps in {UNITS[unit]}, {basis}", f"{ts}{where}, which looks like {UNITS[unit_of(ts)]}")
 
 
 def odd_unit(stamps: list[int], unit: int) -> tuple[str, str] | None:
