@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 
-from llm_emf.config import Config, ConfigError, format_help, load_config
+from llm_emf.config import Config, ConfigError, format_help, load_config, redact_uri
 from llm_emf.data.schema import DataError
 from llm_emf.storage import StorageError
 
@@ -66,28 +68,125 @@ def main(argv: list[str] | None = None) -> int:
     args = _command_parser(name, module).parse_intermixed_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        return int(module.run(cfg, args) or 0)
+        code = int(module.run(cfg, args) or 0)
+        sys.stdout.flush()          # piped output is buffered: a closed pipe shows here, not at exit
+        return code
     except (ConfigError, DataError, StorageError) as e:
-        print(f"llm-emf {name}: error: {e}", file=sys.stderr)
+        print(f"llm-emf {name}: error: {redact_uri(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # Ctrl-C; a sweep says how to resume it
         print(f"llm-emf {name}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - one line for the user, the traceback in a file for a bug report
+        if isinstance(e, BrokenPipeError) and _stdout_is_closed():
+            # `llm-emf stats | head`: the reader has what it wanted. Stop quietly, like a Unix tool killed by
+            # SIGPIPE (exit status 128 + 13), and keep Python from complaining again when it flushes at exit.
+            _discard_stdout()
+            return 141
+        if _is_user_error(e):       # a corrupt or unsafe checkpoint file: the message names it
+            print(f"llm-emf {name}: error: {redact_uri(str(e))}", file=sys.stderr)
+            return 2
         where = _save_traceback(name)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"llm-emf {name}: error: {type(e).__name__}: {first} (full traceback in {where})", file=sys.stderr)
+        text = redact_uri(str(e)).strip()
+        first = text.splitlines()[0] if text else ""
+        kept = f"; the newest {KEEP_TRACEBACKS} are kept there" if Path(where).parent == traceback_dir() else ""
+        print(f"llm-emf {name}: error: {type(e).__name__}: {first} (full traceback in {where}{kept})",
+              file=sys.stderr)
         return 1
 
 
-def _save_traceback(command: str) -> str:
+def _is_user_error(e: BaseException) -> bool:
+    """A bad file the user can fix (errors of modules that are only imported when a command needs them)."""
+    checkpoint = sys.modules.get("llm_emf.training.checkpoint")
+    return checkpoint is not None and isinstance(e, checkpoint.CorruptCheckpoint)
+
+
+def _stdout_is_closed() -> bool:
+    """True when standard output is a pipe whose reader has gone (EPIPE on the next write)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point the standard output descriptor at /dev/null so the final flush at exit cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+KEEP_TRACEBACKS = 20        # per user: older tracebacks are deleted when a new one is written
+TRACEBACK_DIR_ENV = "LLM_EMF_TRACEBACK_DIR"
+
+
+def traceback_dir() -> Path:
+    """Where tracebacks of unexpected errors go: ``$LLM_EMF_TRACEBACK_DIR``, else ``<tmp>/llm-emf-<uid>``
+    (private to the user: a traceback can quote paths and data)."""
     import tempfile
+
+    configured = os.environ.get(TRACEBACK_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path(tempfile.gettempdir()) / f"llm-emf-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def _private_folder(folder: Path) -> bool:
+    """Create ``folder`` (mode 0700) if missing; True when it is a real folder owned by this user."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.lstat()
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+
+
+def _save_traceback(command: str) -> str:
+    """Write the current exception's traceback (passwords in URIs redacted) to a new file in
+    :func:`traceback_dir` and delete all but the newest KEEP_TRACEBACKS there; returns the file's path."""
+    import tempfile
+    import time
     import traceback
 
-    fd, path = tempfile.mkstemp(prefix=f"llm-emf-{command}-", suffix=".traceback.txt")
+    folder = traceback_dir()
+    if not _private_folder(folder):        # taken by someone else, or not writable: a lone file in the temp dir
+        folder = Path(tempfile.gettempdir())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"llm-emf-{command}-{stamp}-", suffix=".traceback.txt", dir=folder)
     with open(fd, "w", encoding="utf-8") as f:
-        traceback.print_exc(file=f)
+        f.write(redact_uri(traceback.format_exc()))
+    if folder == traceback_dir():
+        _prune_tracebacks(folder, Path(path), keep=KEEP_TRACEBACKS)
     return path
+
+
+def _prune_tracebacks(folder: Path, current: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest ``llm-emf-*.traceback.txt`` files in ``folder``, ``current`` (the one
+    just written) always among them."""
+    try:
+        others = [(p.stat().st_mtime_ns, p.name, p) for p in folder.glob("llm-emf-*.traceback.txt")
+                  if p.is_file() and p != current]
+    except OSError:
+        return
+    for _, _, old in sorted(others, reverse=True)[max(keep - 1, 0):]:
+        old.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

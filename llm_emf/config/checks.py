@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .fields import ConfigError, type_name
+
+# A number as YAML 1.2 (and JSON, and Python) writes it. PyYAML follows YAML 1.1, whose float needs a dot
+# ("1.0e-3"): it reads 1e-3, 5E4 or 1e+2 as strings. A float field takes these as the numbers they are.
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _check_type(value: Any, ann: Any, where: str) -> Any:
@@ -49,6 +54,8 @@ def _check_type(value: Any, ann: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, found {value!r} ({type(value).__name__})")
     if ann is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
             return float(value)
         raise ConfigError(f"{where}: expected a number, found {value!r} ({type(value).__name__})")
     if ann is str:

@@ -8,6 +8,7 @@ command-line overrides such as ``model.n_heads=4``. Override values are parsed w
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, get_origin
@@ -71,13 +72,33 @@ def safe_yaml_load(text: str, where: str) -> Any:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+        problem = str(getattr(e, "problem", None) or e)
+        tag = re.search(r"constructor for the tag '([^']*)'", problem)
+        if tag:      # !!python/object and friends: a safe loader builds plain values only, never objects
+            shown = tag[1].replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(f"{where}{line}: expected plain YAML (mappings, lists, strings, numbers, booleans), "
+                              f"found the tag '{shown}', which is never loaded ("
+                              + ("it would build Python objects or run code)" if "python/" in shown else
+                                 "not a tag safe YAML knows)")) from None
+        raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
     except (ValueError, IndexError, TypeError, OverflowError, RecursionError) as e:
         raise ConfigError(f"{where}: not a valid YAML value ({e.__class__.__name__}: {e})") from None
 
 
+LINE_BREAKS = {"\n": "\\n", "\r": "\\r", "\x85": "\\x85", "\u2028": "\\u2028", "\u2029": "\\u2029"}   # YAML's
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``'model.n_heads=4'`` -> ``('model.n_heads', 4)`` using YAML scalars, never eval."""
+    """``'model.n_heads=4'`` -> ``('model.n_heads', 4)`` using YAML scalars, never eval.
+
+    An override is one line: YAML would fold a line break inside it into a space (``a\\nb`` -> ``'a b'``),
+    silently changing a path or a name, so a line break is refused."""
+    breaks = [(i, c) for i, c in enumerate(text) if c in LINE_BREAKS]
+    if breaks:
+        i, c = breaks[0]
+        raise ConfigError(f"override {text!r}: expected key=value on one line, found a line break ({LINE_BREAKS[c]}) "
+                          f"at character {i + 1}, which YAML would fold into a space; remove it, or put a value "
+                          f"that must hold line breaks in a --config YAML file (e.g. as a '|' block)")
     if "=" not in text:
         raise ConfigError(f"override '{text}': expected key=value (e.g. model.n_heads=4)")
     key, raw = text.split("=", 1)

@@ -18,7 +18,9 @@ worker, Tune trial) and pass only strings (``uri``, run ids) between processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import tempfile
 import time
 import warnings
@@ -34,11 +36,42 @@ from . import plots
 from .run_info import (dataset_fingerprint, default_tags, describe_error, flatten_numeric, json_default, metric_key,
                        param_value)
 from .sweeps import PARENT_TAG, SweepRuns
-from .uri import (artifact_root, credentials_problem, is_http, limit_http_retries, probe_server, resolve_tracking_uri,
-                  sqlite_path)
+from .uri import (artifact_root, client_uri, credentials_problem, is_http, limit_http_retries, probe_server,
+                  resolve_tracking_uri, sqlite_path)
 
 BATCH_PARAMS, BATCH_METRICS = 100, 1000          # MLflow's per-request limits
 _warned_uris: set[str] = set()                   # "warn once" is per process and URI
+
+
+class _RedactingStream:
+    """A text stream that writes through to ``stream`` with passwords in URIs redacted."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_uri(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def redacting_stdout(needed: bool = True):
+    """While the block runs, what is printed to ``sys.stdout`` (MLflow prints "View run <name> at: <uri>" when a
+    run ends) has passwords in URIs redacted. Used only for a URI whose credentials could not be moved out of it
+    (``uri.client_uri``)."""
+    if not needed or isinstance(sys.stdout, _RedactingStream):
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = _RedactingStream(original)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _RedactingStream) and sys.stdout._stream is original:
+            sys.stdout = original
 
 
 class TrackingWarning(UserWarning):
@@ -65,6 +98,7 @@ class Tracker(SweepRuns):
         self._fingerprint = dataset_fingerprint
         self._log_config = log_config
         self._client = None
+        self._mlflow_uri = self.uri           # what MLflow's client is given (no credentials in it, if it can)
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -118,7 +152,10 @@ class Tracker(SweepRuns):
         db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)   # sqlite creates the file, not its folder
-        client = MlflowClient(tracking_uri=self.uri)
+        # Credentials stay out of the URI MLflow sees (uri.client_uri), so its own output ("View run <name> at:
+        # <uri>/..." when a run ends, its errors) cannot show them; where they cannot, its printing is redacted.
+        self._mlflow_uri = client_uri(self.uri)
+        client = MlflowClient(tracking_uri=self._mlflow_uri)
         self.experiment_id = self._experiment_id(client)
         if self.run_id is None:
             tags = {**default_tags(self.cfg, self._fingerprint or dataset_fingerprint(self.cfg)), **self._extra_tags}
@@ -168,7 +205,8 @@ class Tracker(SweepRuns):
         if not self.active:
             return None
         try:
-            return self._retry_locked(lambda: fn(self._client))
+            with redacting_stdout(self._mlflow_uri != redact_uri(self._mlflow_uri)):
+                return self._retry_locked(lambda: fn(self._client))
         except Exception as e:  # noqa: BLE001 - tracking must never stop training
             self._fail(describe_error(e))
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -104,6 +105,46 @@ def credentials_problem(uri: str) -> str | None:
     return (f"tracking URI {redact_uri(uri)} carries a redacted password (configs are saved without secrets): "
             "expected the real password in tracking.uri, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
             "in the environment; found neither")
+
+
+USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+
+
+def split_credentials(uri: str) -> tuple[str, str, str] | None:
+    """``(uri without userinfo, user, password)`` for ``http(s)://user:password@host...`` (percent-escapes
+    decoded, as a browser or requests sends them); None for any other URI, a lone ``TOKEN@`` and a password
+    already redacted."""
+    if not is_http(uri.strip()) or has_redacted_password(uri):
+        return None
+    scheme, _, rest = uri.strip().partition("://")
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in netloc:
+        return None
+    user, has_password, password = netloc.rsplit("@", 1)[0].partition(":")
+    if not has_password or not user:
+        return None
+    return strip_userinfo(uri), urllib.parse.unquote(user), urllib.parse.unquote(password)
+
+
+def client_uri(uri: str) -> str:
+    """The URI to give MLflow for ``uri``: credentials kept out of it, so nothing MLflow prints or raises (its
+    "View run ... at: <uri>" line at the end of a run, its errors) can show the password.
+
+    ``http://user:password@host`` becomes ``http://host``, and the credentials go where MLflow's client reads
+    them for every request: ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` in this process's
+    environment (Ray workers started later inherit them, as they inherit the config holding the URI). Variables
+    the user set are never overwritten: when they already hold other credentials (or only one of the two is
+    set) the URI is returned unchanged, and so is any URI without a user and password; the Tracker then
+    redacts what MLflow prints (``tracker.redacting_stdout``)."""
+    parts = split_credentials(uri)
+    if parts is None:
+        return uri
+    bare, user, password = parts
+    have = (os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV))
+    if have == (None, None):
+        os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV] = user, password
+        return bare
+    return bare if have == (user, password) else uri
 
 
 def is_http(uri: str) -> bool:

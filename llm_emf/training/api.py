@@ -16,18 +16,22 @@ import copy
 import datetime as _dt
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
+
+import pyarrow as pa
 
 from llm_emf import files
 from llm_emf.config import Config, ConfigError, flatten_config
 from llm_emf.config.loader import to_dict
 from llm_emf.data.schema import DataError, Dataset
 from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
+from llm_emf.hashing import file_sha256
 from llm_emf.model import make_scorer
 from llm_emf.ray_local import ensure_ray
 from llm_emf.storage import Storage
 
-from .checkpoint import load_state
+from .checkpoint import DIGEST_FILE, STATE_FILE, load_state
 from .hooks import TrainHook
 from .loop import train_loop_per_worker
 from .progress import WorkerReports, worker_record
@@ -94,13 +98,22 @@ def _checkpoint_location(path: str, storage: str) -> str:
     return path
 
 
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
 def _check_trainable(folder: str) -> None:
     """A dataset without a training sequence of two or more items would "train" to loss 0 and report an
     untrained model's metrics (e.g. the public C2DSR files, which ship without their train file)."""
     import pyarrow.compute as pc
 
     path = files.join(folder, "sequences.parquet")
-    table = files.read_parquet(path, columns=["split", "items"])
+    try:
+        table = files.read_parquet(path, columns=["split", "items"])
+    except (pa.ArrowException, OSError) as e:     # e.g. a truncated copy: ArrowInvalid "magic bytes not found"
+        raise DataError(path, None, "a readable Parquet file (written by `llm-emf prepare`)",
+                        f"{type(e).__name__}: {_first_line(e)}; the file may be truncated or not Parquet: run "
+                        f"`llm-emf prepare` again for this data.output") from None
     train = table.filter(pc.equal(table.column("split"), "train"))
     usable = pc.sum(pc.greater_equal(pc.list_value_length(train.column("items")), 2)).as_py() or 0
     if usable == 0:
@@ -153,12 +166,16 @@ def finish(cfg: Config, checkpoint: str, run_dir: str, workers: list[dict] | Non
     with files.local_copy(checkpoint) as local:     # a remote checkpoint is downloaded once for both reads
         state = load_state(local)
         _, dataset, models = load_models(local, Dataset.read(cfg.data.output))
+        digest = Path(local, DIGEST_FILE)
+        sha256 = (digest.read_text(encoding="ascii").strip() if digest.is_file()
+                  else file_sha256(Path(local, STATE_FILE)))
     scorers = {d: make_scorer(m, cfg.train.eval_batch_size) for d, m in models.items()}
     test = evaluate(lambda rows, domain: scorers[domain](rows, domain), dataset, "test", cfg,
                     protocols=protocols_from_config(cfg), scorer_name=cfg.model.name)
     selection = state["selection"]
     extra = {"stopped_early": selection["stale_epochs"] >= selection["patience"],
-             "select_protocol": selection["protocol"], "config": flatten_config(cfg)}
+             "select_protocol": selection["protocol"], "config": flatten_config(cfg),
+             "checkpoint_sha256": sha256}     # a copied run folder's checkpoint is checked against it (restore.py)
     if workers:
         extra["workers"] = workers
     result = TrainResult(cfg.train.run_name, run_dir, str(checkpoint), list(state["history"]), selection["best"],

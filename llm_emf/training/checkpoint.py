@@ -11,18 +11,19 @@ A folder is a local path or an object-store URI (``llm_emf.files``): torch reads
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from llm_emf import files
 from llm_emf.config import Config, ConfigError, save_config
-from llm_emf.config.loader import from_dict
+from llm_emf.config.loader import from_dict, safe_yaml_load
 from llm_emf.hashing import file_sha256
 
 STATE_FILE = "state.pt"
@@ -91,7 +92,8 @@ def _check_digest(state_file: str | Path, folder: str | Path, shown: str) -> Non
         expected, found = files.read_text(digest).strip(), file_sha256(state_file)
         if expected != found:
             raise CorruptCheckpoint(f"{shown}: expected sha256 {expected} (from {DIGEST_FILE}), found {found} "
-                                    f"({files.info(state_file).size} bytes): truncated or corrupted")
+                                    f"({files.info(state_file).size} bytes): the file does not match its recorded "
+                                    f"sha256, so it is truncated or corrupted (or altered) and is not loaded")
 
 
 def verify_state_file(folder: str | Path) -> None:
@@ -114,9 +116,31 @@ def load_state(folder: str | Path, map_location: str | torch.device = "cpu") -> 
         _check_digest(local, folder, path)
         try:
             return torch.load(local, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            # weights_only refused an object: this file was not written by save_checkpoint (which stores tensors
+            # and plain values only) or was altered along with its digest. torch's own text advises loading it
+            # with weights_only=False, i.e. running whatever the file holds: never repeat that advice.
+            raise CorruptCheckpoint(f"{path}: expected a safe training state file (tensors and plain values, as "
+                                    f"llm-emf writes them), found {_refused_object(str(e))}: not written by "
+                                    f"llm-emf, or altered. It is not loaded; use a checkpoint from a source you "
+                                    f"trust, or train again") from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:   # e.g. a truncated zip archive
             raise CorruptCheckpoint(f"{path}: expected a readable torch state file, found {type(e).__name__}: "
-                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                                    f"{_first_line(str(e))}") from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of an error from torch, without its advice to load with weights_only=False."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return "" if "weights_only" in line else line
+
+
+def _refused_object(text: str) -> str:
+    """What torch's weights_only unpickler refused, in a few words (its message names the global)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"a pickled reference to '{found[1]}' (code or an object a state file never holds)"
+    return "pickled content that a state file never holds"
 
 
 def check_usable(folder: str | Path) -> None:
@@ -131,10 +155,21 @@ def check_usable(folder: str | Path) -> None:
 
 
 def load_checkpoint_config(folder: str | Path) -> Config:
+    """The resolved config saved with a checkpoint; any problem with it is a ConfigError naming the file."""
     path = files.join(folder, CONFIG_FILE)
-    mapping = yaml.safe_load(files.read_text(path)) or {}
+    if not files.is_file(path):
+        raise ConfigError(f"{path}: expected the config saved with the checkpoint, found no such file")
+    try:
+        text = files.read_text(path)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 text (the config saved with the checkpoint), found an "
+                          f"undecodable byte at offset {e.start}") from None
+    mapping = safe_yaml_load(text, str(path)) or {}
     cfg = from_dict(Config, mapping, source=str(path))
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return cfg
 
 

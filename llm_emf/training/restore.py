@@ -7,6 +7,8 @@ its best-validation state.
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +18,38 @@ import torch
 from llm_emf import files
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.cold import trained_items
-from llm_emf.data.schema import Dataset
+from llm_emf.data.schema import DataError, Dataset
+from llm_emf.hashing import file_sha256
 from llm_emf.model import build_model, load_features_for, make_scorer
 from llm_emf.model.batch import Ragged
 
 from .catalog import ITEM_ROWS, match_catalog
-from .checkpoint import STATE_FILE, check_features, features_fingerprint, load_checkpoint_config, load_state
+from .checkpoint import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, check_features, features_fingerprint,
+                         load_checkpoint_config, load_state)
 
 
 SWAPPABLE_UNSEEN = ("neighbor", "zero", "mean")
 UNSEEN_WEIGHT = "vectors.unseen"
+RESULTS_FILE = "results.json"
 
 
 def find_checkpoint(path: str | Path) -> Path | str:
     """The checkpoint folder of ``path``: itself, the one results.json names, or the newest one inside (a
-    Path for a local folder, the URI for a remote one)."""
+    Path for a local folder, the URI for a remote one).
+
+    A run folder is relocatable: results.json names its checkpoint by absolute path, and a checkpoint inside
+    the run folder is looked up relative to the folder given, so a copy (another disk, another bucket) reads
+    its own checkpoint, never the original's. When results.json records the checkpoint's sha256, the copy's
+    state file must match it (CorruptCheckpoint otherwise, naming the file)."""
     path = str(path)
     if files.is_file(files.join(path, STATE_FILE)):
         return _typed(path)
     if not files.is_dir(path):
         raise ConfigError(f"expected a run folder or checkpoint folder, found no such folder '{path}'")
-    results = files.join(path, "results.json")
+    results = files.join(path, RESULTS_FILE)
     if files.is_file(results):
-        named = str(files.read_json(results).get("checkpoint", ""))
-        if named and files.is_file(files.join(named, STATE_FILE)):
+        named = _checkpoint_named_by(path, results)
+        if named is not None:
             return _typed(named)
     fs, root = files.filesystem(path)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
@@ -49,7 +59,74 @@ def find_checkpoint(path: str | Path) -> Path | str:
         raise ConfigError(f"{path}: expected a training checkpoint ({STATE_FILE}) inside, found none")
     newest = max(found, key=lambda i: (i.mtime_ns or 0, i.path))
     rel = Path(newest.path).parent.relative_to(root)                 # under root: rebuild the caller's form
-    return _typed(files.join(path, *rel.parts))
+    folder = files.join(path, *rel.parts)
+    if files.is_file(results):
+        warnings.warn(f"{results}: the checkpoint it names is not in {path}; using the newest checkpoint found "
+                      f"inside, {folder}", stacklevel=2)
+    return _typed(folder)
+
+
+def read_results(results: str) -> dict:
+    """A run's results.json as a mapping; a truncated or unreadable file is a DataError naming it."""
+    try:
+        record = json.loads(files.read_text(results))
+    except json.JSONDecodeError as e:
+        raise DataError(results, e.lineno, "a JSON object written by `llm-emf train`",
+                        f"invalid JSON ({e.msg}, column {e.colno}); the file may be truncated: copy it again "
+                        f"from the original run folder, or pass the checkpoint folder itself") from None
+    except UnicodeDecodeError as e:
+        raise DataError(results, None, "UTF-8 JSON written by `llm-emf train`",
+                        f"an undecodable byte at offset {e.start}") from None
+    if not isinstance(record, dict):
+        raise DataError(results, None, "a JSON object written by `llm-emf train`", type(record).__name__)
+    return record
+
+
+def _inside(child: str, parent: str) -> str | None:
+    """``child`` relative to ``parent`` (posix form) when it lies inside it, else None."""
+    if not child or not parent:
+        return None
+    c, p = child.rstrip("/"), parent.rstrip("/")
+    if c.startswith(p + "/"):
+        return c[len(p) + 1:]
+    if files.is_remote(child) or files.is_remote(parent):
+        return None
+    try:
+        return Path(c).resolve().relative_to(Path(p).resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _checkpoint_named_by(path: str, results: str) -> str | None:
+    """The checkpoint ``results`` names, looked up in the run folder ``path`` first (see find_checkpoint);
+    None when it is not there (the caller then looks for the newest one inside)."""
+    record = read_results(results)
+    named = str(record.get("checkpoint") or "")
+    if not named:
+        return None
+    rel = _inside(named, str(record.get("run_dir") or ""))
+    if rel is None:                      # trained with its checkpoint outside the run folder: that place
+        return named if files.is_file(files.join(named, STATE_FILE)) else None
+    here = files.join(path, *rel.split("/"))
+    if not files.is_file(files.join(here, STATE_FILE)):
+        return None
+    expected = record.get("checkpoint_sha256")
+    if expected:
+        _check_recorded_digest(here, str(expected), results)
+    return here
+
+
+def _check_recorded_digest(folder: str, expected: str, results: str) -> None:
+    """``folder``'s state file against the sha256 ``results`` recorded for it. The folder's own digest file
+    is compared first (load_state then checks the file against it); without one the file is hashed."""
+    state = files.join(folder, STATE_FILE)
+    digest = files.join(folder, DIGEST_FILE)
+    found = files.read_text(digest).strip() if files.is_file(digest) else file_sha256(state)
+    if found != expected:
+        source = DIGEST_FILE if files.is_file(digest) else "the file itself"
+        raise CorruptCheckpoint(f"{state}: expected sha256 {expected} (recorded in {results}), found {found} "
+                                f"(from {source}): this is not the checkpoint the run's results describe "
+                                f"(replaced, truncated or corrupted); it is not loaded")
 
 
 def _typed(folder: str) -> Path | str:
