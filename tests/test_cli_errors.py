@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def sample(tmp_path):
-    assert main(["prepare", "data.source=sample", f"data.output={tmp_path / 'ds'}"]) == 0
+    assert main(["prepare", "data.source=sample", f"data.dataset={tmp_path / 'ds'}"]) == 0
     return tmp_path / "ds"
 
 
@@ -27,21 +27,21 @@ def test_truncated_dataset_files_under_stats(sample, capsys):
     capsys.readouterr()
     data = (sample / "sequences.parquet").read_bytes()
     (sample / "sequences.parquet").write_bytes(data[: len(data) // 2])
-    assert main(["stats", f"data.output={sample}"]) == 2
+    assert main(["stats", f"data.dataset={sample}"]) == 2
     err = _one_line(capsys)
     assert "sequences.parquet: expected a readable Parquet file" in err and "truncated" in err
 
     (sample / "sequences.parquet").write_bytes(data)
     text = (sample / "dataset.json").read_text()
     (sample / "dataset.json").write_text(text[: len(text) // 2])
-    assert main(["stats", f"data.output={sample}"]) == 2
+    assert main(["stats", f"data.dataset={sample}"]) == 2
     assert "dataset.json, line " in _one_line(capsys)
 
 
 def test_data_output_naming_a_file(tmp_path, capsys):
     (tmp_path / "taken").write_text("not a folder")
-    assert main(["prepare", "data.source=sample", f"data.output={tmp_path / 'taken'}"]) == 2
-    assert "data.output: expected a folder for the prepared dataset" in _one_line(capsys)
+    assert main(["prepare", "data.source=sample", f"data.dataset={tmp_path / 'taken'}"]) == 2
+    assert "data.dataset: expected a folder for the prepared dataset" in _one_line(capsys)
 
 
 def test_training_without_training_sequences_is_an_error(sample, tmp_path, capsys):
@@ -51,7 +51,7 @@ def test_training_without_training_sequences_is_an_error(sample, tmp_path, capsy
     table = pq.read_table(sample / "sequences.parquet")
     pq.write_table(table.filter(pc.not_equal(table.column("split"), "train")), sample / "sequences.parquet")
     capsys.readouterr()
-    assert main(["train", f"data.output={sample}", f"train.storage={tmp_path / 'runs'}", "train.epochs=1",
+    assert main(["train", f"data.dataset={sample}", f"train.storage={tmp_path / 'runs'}", "train.epochs=1",
                  "tracking.enabled=false"]) == 2      # (a first sqlite store logs its creation to stderr)
     err = _one_line(capsys)
     assert "expected training sequences of at least two items" in err and "found none (0 train sequences)" in err
@@ -115,7 +115,7 @@ def test_train_on_a_truncated_parquet_names_the_file(sample, tmp_path, capsys):
     data = (sample / "sequences.parquet").read_bytes()
     (sample / "sequences.parquet").write_bytes(data[: len(data) // 2])
     capsys.readouterr()
-    assert main(["train", f"data.output={sample}", f"train.storage={tmp_path / 'runs'}", "train.epochs=1",
+    assert main(["train", f"data.dataset={sample}", f"train.storage={tmp_path / 'runs'}", "train.epochs=1",
                  "tracking.enabled=false"]) == 2
     err = _one_line(capsys)
     assert f"{sample / 'sequences.parquet'}: expected a readable Parquet file" in err, err
@@ -127,7 +127,7 @@ def test_output_cut_short_by_the_reader_ends_quietly(sample):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "llm_emf.cli.main", "stats", "--json", f"data.output={sample}"],
+    proc = subprocess.Popen([sys.executable, "-m", "llm_emf.cli.main", "stats", "--json", f"data.dataset={sample}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
     proc.stdout.close()                   # the reader is gone before the first line is written
     err = proc.stderr.read().decode()

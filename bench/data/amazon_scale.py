@@ -147,8 +147,8 @@ def main() -> None:
         return
     load_start = os.getloadavg()[0]
     baseline = child("--baseline")
-    run = child("data.format=amazon", f"data.source={dump}", f"data.output={Path(args.work) / 'prepared'}",
-                f"data.amazon_batch_rows={args.batch_rows}")
+    run = child("data.format=amazon", f"data.source={dump}", f"data.dataset={Path(args.work) / 'prepared'}",
+                f"data.amazon.batch_rows={args.batch_rows}")
     size = sum(f.stat().st_size for f in dump.iterdir())
     result = {"command": "python " + " ".join(sys.argv), "reviews": args.reviews, "schema": args.schema,
               "dump_mib_gzip": round(size / 2 ** 20, 1), "generate_s": generate_s, "dump_reused": reused,

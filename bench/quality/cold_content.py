@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="bench/results/cold_content")
     p.add_argument("overrides", nargs="*", help="config overrides for the evaluation (eval.*)")
     args = p.parse_args(argv)
-    cfg = load_config(None, [f"data.output={args.dataset}", *args.overrides])
+    cfg = load_config(None, [f"data.dataset={args.dataset}", *args.overrides])
     dataset = Dataset.read(args.dataset)
     content = content_matrix(load_item_features(Path(args.features), dataset.items))
     trained = trained_items(dataset).astype(bool)

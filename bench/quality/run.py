@@ -58,7 +58,7 @@ UNTRAINED = {"popularity"}      # scored by a baseline scorer, seed-independent,
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="prepared dataset folder (data.output)")
+    p.add_argument("--dataset", required=True, help="prepared dataset folder (data.dataset)")
     p.add_argument("--features", default="", help="feature table for the text variants")
     p.add_argument("--variants", default="sasrec,id_only,title_text",
                    help=f"comma-separated, from {list(VARIANTS)} or --define'd names")
@@ -122,7 +122,7 @@ def run_overrides(args, variant_overrides: list[str], seed: int) -> list[str]:
     own = [o.replace("{features}", args.features) for o in variant_overrides]
     if any("{features}" in o for o in variant_overrides) and not args.features:
         raise SystemExit("--features: the chosen variants need a feature table")
-    return [f"data.output={args.dataset}", *args.overrides, *own, f"seed={seed}"]
+    return [f"data.dataset={args.dataset}", *args.overrides, *own, f"seed={seed}"]
 
 
 def run_one(variant: str, overrides: list[str], storage: str, parent=None) -> dict:
@@ -168,7 +168,7 @@ def run_untrained(variant: str, overrides: list[str], parent=None) -> dict:
 
     cfg = load_config(None, overrides)
     start = time.perf_counter()
-    dataset = Dataset.read(cfg.data.output)
+    dataset = Dataset.read(cfg.data.dataset)
     test = evaluate(PopularityScorer(dataset), dataset, "test", cfg, protocols=("sampled", "full"),
                     scorer_name=variant)
     wall = time.perf_counter() - start
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_tracking:     # a parent MLflow run for the benchmark; its children are the runs
         from llm_emf.config import load_config
         from llm_emf.tracking import Tracker
-        parent = Tracker.start_parent(load_config(None, [f"data.output={args.dataset}", *args.overrides]),
+        parent = Tracker.start_parent(load_config(None, [f"data.dataset={args.dataset}", *args.overrides]),
                                       f"quality-{out.name}", tags={"llm_emf.role": "benchmark"}, log_config=False)
     doc = {"dataset": args.dataset, "features": args.features, "variants": {v: table[v] for v in variants},
            "seeds": seeds, "common_overrides": args.overrides,

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", nargs="+", required=True, help="run or checkpoint folders")
     p.add_argument("--rules", default="as_trained,neighbor:1,zero,mean",
                    help="comma-separated: as_trained, neighbor[:k], zero, mean")
-    p.add_argument("--dataset", default=None, help="dataset folder (default: each run's data.output)")
+    p.add_argument("--dataset", default=None, help="dataset folder (default: each run's data.dataset)")
     p.add_argument("--features", default=None, help="feature table (default: each run's model.features)")
     p.add_argument("--split", default="test", choices=("valid", "test"))
     p.add_argument("--out", default="bench/results/unseen_swap")

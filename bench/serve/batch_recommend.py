@@ -47,7 +47,7 @@ def plain_loop(run: str, dataset: Dataset, split: str, k: int, batch_size: int) 
 
 
 def dataset_folder(run: str) -> str:
-    return load_checkpoint_config(find_checkpoint(run)).data.output
+    return load_checkpoint_config(find_checkpoint(run)).data.dataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,7 +205,7 @@ def git(*a) -> str:
 
 def run_ceiling(args, overrides: list[str]) -> dict:
     """Everything one ``--label`` row holds: peak, FLOP per sequence, bound, measured rate, profile."""
-    cfg = load_config(None, [f"data.output={args.dataset}", *quality_variant(args.variant, args.features),
+    cfg = load_config(None, [f"data.dataset={args.dataset}", *quality_variant(args.variant, args.features),
                              *DEFAULTS, *overrides, f"seed={args.seed}"])
     load_before = os.getloadavg()[0]
     dataset = Dataset.read(args.dataset)

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     dataset = Dataset.read(args.dataset)
     cfg = Config()
-    cfg.data.output, cfg.model.hidden_size, cfg.seed = args.dataset, args.hidden, args.seed
+    cfg.data.dataset, cfg.model.hidden_size, cfg.seed = args.dataset, args.hidden, args.seed
     cfg.eval.exclude_seen, cfg.eval.ties, cfg.train.eval_batch_size = False, "optimistic", args.eval_batch_size
     if args.features:
         cfg.model.use_text, cfg.model.features = True, args.features

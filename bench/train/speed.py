@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     dataset = Dataset.read(args.dataset)
     cfg = Config()
-    cfg.data.output, cfg.model.hidden_size, cfg.seed = args.dataset, args.hidden, args.seed
+    cfg.data.dataset, cfg.model.hidden_size, cfg.seed = args.dataset, args.hidden, args.seed
     if args.features:
         cfg.model.use_text, cfg.model.features = True, args.features
     torch.manual_seed(args.seed)

@@ -67,7 +67,7 @@ def synthetic_features(dataset: Dataset, path: Path, dim: int = 512, seed: int =
 
 def bench_variant(name: str, overrides: dict, dataset: Dataset, args, features_path: str) -> dict:
     cfg = Config()
-    cfg.data.output = args.dataset
+    cfg.data.dataset = args.dataset
     cfg.model.hidden_size, cfg.model.n_blocks, cfg.model.max_len = args.hidden, args.blocks, args.max_len
     cfg.model.features = features_path
     for k, v in overrides.items():

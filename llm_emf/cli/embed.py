@@ -8,7 +8,7 @@ from llm_emf import files
 from llm_emf.cli.enrich import add_catalog_arguments, catalog_path
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "features.embed", "features.enrich.output",
+SECTIONS = ("seed", "data.dataset", "features.embed", "features.enrich.output",
             "pipeline.ray_address", "pipeline.ray_dashboard")
 
 

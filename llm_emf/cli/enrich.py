@@ -7,22 +7,22 @@ import argparse
 from llm_emf import files
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "data.domain_x", "data.domain_y", "features.enrich", "pipeline.ray_address",
+SECTIONS = ("seed", "data.dataset", "data.domain_x", "data.domain_y", "features.enrich", "pipeline.ray_address",
             "pipeline.ray_dashboard")
 
 
 def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("--dataset", help="prepared dataset folder (default: data.output); its items.parquet is read")
+    g.add_argument("--dataset", help="prepared dataset folder (default: data.dataset); its items.parquet is read")
     g.add_argument("--items", help="an items.parquet catalog (ITEM_SCHEMA) to read instead")
     parser.add_argument("--summary-json", help="also write the job summary (counts, throughput) to this file")
 
 
 def catalog_path(cfg: Config, args: argparse.Namespace) -> str:
-    """The catalog to read: ``--items``, else ``<--dataset or data.output>/items.parquet`` (path or URI)."""
+    """The catalog to read: ``--items``, else ``<--dataset or data.dataset>/items.parquet`` (path or URI)."""
     if getattr(args, "items", None):
         return args.items
-    return files.join(getattr(args, "dataset", None) or cfg.data.output, "items.parquet")
+    return files.join(getattr(args, "dataset", None) or cfg.data.dataset, "items.parquet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

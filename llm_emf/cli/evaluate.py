@@ -12,14 +12,14 @@ from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import PopularityScorer, evaluate, protocols_from_config
 
-SECTIONS = ("seed", "data.output", "eval", "train.eval_batch_size")
+SECTIONS = ("seed", "data.dataset", "eval", "train.eval_batch_size")
 BASELINES = {"popularity": PopularityScorer}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", help="trained run folder or checkpoint to evaluate")
     p.add_argument("--baseline", choices=sorted(BASELINES), help="evaluate a non-learned baseline instead of a run")
-    p.add_argument("--dataset", help="prepared dataset folder (default: data.output)")
+    p.add_argument("--dataset", help="prepared dataset folder (default: data.dataset)")
     p.add_argument("--splits", default="test,valid", help="comma-separated splits to evaluate (default: test,valid)")
 
 
@@ -39,7 +39,7 @@ def _default_output(args: argparse.Namespace, cfg: Config) -> str:
     if args.run:
         run = args.run
         return files.join(run if files.is_dir(run) else files.parent(run), "evaluation.json")
-    return files.join(files.parent(cfg.data.output), "eval", f"{args.baseline}.json")
+    return files.join(files.parent(cfg.data.dataset), "eval", f"{args.baseline}.json")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
@@ -55,13 +55,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"eval.negatives_file: evaluating {len(splits)} splits needs a {{split}} placeholder "
                           f"in the path, found '{cfg.eval.negatives_file}'")
     if args.dataset:
-        cfg.data.output = args.dataset     # negatives default to living next to the dataset that is evaluated
-    elif args.run and cfg.data.output == Config().data.output:
+        cfg.data.dataset = args.dataset     # negatives default to living next to the dataset that is evaluated
+    elif args.run and cfg.data.dataset == Config().data.dataset:
         # No dataset named: evaluate on the one the run was trained on (recorded in its checkpoint).
         from llm_emf.training import find_checkpoint
         from llm_emf.training.checkpoint import load_checkpoint_config
-        cfg.data.output = load_checkpoint_config(find_checkpoint(args.run)).data.output
-    dataset = Dataset.read(cfg.data.output)
+        cfg.data.dataset = load_checkpoint_config(find_checkpoint(args.run)).data.dataset
+    dataset = Dataset.read(cfg.data.dataset)
     if args.baseline:
         scorer, name = BASELINES[args.baseline](dataset), args.baseline
     else:

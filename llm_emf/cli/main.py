@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from llm_emf.config import Config, ConfigError, format_help, load_config, redact_uri
+from llm_emf.config.renamed import show_renamed_keys
 from llm_emf.data.schema import DataError
 from llm_emf.storage import StorageError
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv.pop(0)
     module = importlib.import_module(COMMANDS[name][0])
     args = _command_parser(name, module).parse_intermixed_args(argv)
+    show_renamed_keys(f"llm-emf {name}")     # a config key given by its old name: one warning line naming the new
     try:
         cfg = load_config(args.config, args.overrides)
         code = int(module.run(cfg, args) or 0)

@@ -1,4 +1,4 @@
-"""``llm-emf prepare``: import data.source (in data.format) into the canonical dataset folder data.output."""
+"""``llm-emf prepare``: import data.source (in data.format) into the canonical dataset folder data.dataset."""
 
 from __future__ import annotations
 
@@ -52,6 +52,6 @@ def run(cfg, args) -> int:
         cfg.data.skip_bad_rows = True
     start = time.perf_counter()
     ds, stats = prepare_dataset(cfg)
-    print(summary(stats, ds.meta.extra, cfg.data.output, time.perf_counter() - start,
+    print(summary(stats, ds.meta.extra, cfg.data.dataset, time.perf_counter() - start,
                   cfg.data.synthetic_images))
     return 0

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.schema import SPLITS, Dataset
 
-SECTIONS = ("data.output", "pipeline.ray_dashboard")
+SECTIONS = ("data.dataset", "pipeline.ray_dashboard")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

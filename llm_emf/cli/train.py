@@ -1,4 +1,4 @@
-"""``llm-emf train``: train LLM-EMF (or the SASRec baseline) on a prepared dataset (data.output) and test it."""
+"""``llm-emf train``: train LLM-EMF (or the SASRec baseline) on a prepared dataset (data.dataset) and test it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "model", "train", "eval")
+SECTIONS = ("seed", "data.dataset", "model", "train", "eval")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

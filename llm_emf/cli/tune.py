@@ -6,7 +6,7 @@ import argparse
 
 from llm_emf.config import Config
 
-SECTIONS = ("seed", "data.output", "model", "train", "eval", "tune", "tracking", "pipeline.ray_address",
+SECTIONS = ("seed", "data.dataset", "model", "train", "eval", "tune", "tracking", "pipeline.ray_address",
            "pipeline.ray_dashboard")
 
 

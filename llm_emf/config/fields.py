@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import textwrap
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -15,12 +16,18 @@ class ConfigError(ValueError):
 
 
 def help_field(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-               max: float | None = None, default_factory: typing.Callable[[], Any] | None = None) -> Any:
+               max: float | None = None, default_factory: typing.Callable[[], Any] | None = None,
+               measured: str | None = None) -> Any:
     """A dataclass field carrying its help text and optional bounds (shown by ``--help``). A list or dict
-    default comes from ``default_factory``, with ``default`` None: one of the two, never both."""
+    default comes from ``default_factory``, with ``default`` None: one of the two, never both.
+
+    ``measured`` marks an ablation or an alternative measured against the default: what it was measured to
+    do, in one clause. ``--help`` lists such keys after the others, under a heading of their own."""
     if default_factory is not None and default is not None:
         raise TypeError(f"help_field({default!r}, ...): give default or default_factory, not both")
     meta = {"help": help}
+    if measured is not None:
+        meta["measured"] = measured
     if choices is not None:
         meta["choices"] = tuple(choices)
     if min is not None:
@@ -73,9 +80,20 @@ def type_name(ann: Any) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
+HELP_WIDTH = 110
+ADVANCED_HEADING = ("advanced keys: ablations and alternatives measured against the defaults (docs/method.md);\n"
+                    "FK = Food-Kitchen, seed 1; valid MRR = full-ranking validation MRR, mean of both domains:")
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                         break_on_hyphens=False, break_long_words=False)
+
+
 def format_help(cfg_cls: type, only_prefixes: tuple[str, ...] | None = None) -> str:
-    """Every field as ``key (type, default) help``, the way RecBole documents its YAML."""
-    lines = []
+    """Every field as ``key (type, default) help``, the way RecBole documents its YAML; the keys a user sets
+    first, then the ``measured`` ones (ablations, rejected alternatives) under :data:`ADVANCED_HEADING`."""
+    main, advanced = [], []
     defaults = cfg_cls()
     for key, f, ann in iter_fields(cfg_cls):
         if only_prefixes and not any(key == p or key.startswith(p + ".") for p in only_prefixes):
@@ -86,8 +104,14 @@ def format_help(cfg_cls: type, only_prefixes: tuple[str, ...] | None = None) -> 
             extra += f" choices={list(f.metadata['choices'])}"
         if "min" in f.metadata or "max" in f.metadata:
             extra += f" range=[{f.metadata.get('min', '-inf')}, {f.metadata.get('max', 'inf')}]"
-        lines.append(f"  {key} ({type_name(ann)}, default {default!r}){extra}\n      {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+        entry = f"  {key} ({type_name(ann)}, default {default!r}){extra}\n" + _wrapped(f.metadata.get("help", ""))
+        if "measured" in f.metadata:
+            advanced.append(entry + "\n" + _wrapped(f"measured: {f.metadata['measured']}"))
+        else:
+            main.append(entry)
+    if advanced:
+        main += ["", ADVANCED_HEADING, *advanced]
+    return "\n".join(main)
 
 
 # ---------------------------------------------------------------------------------------------

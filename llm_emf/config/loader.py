@@ -18,6 +18,7 @@ import yaml
 from .checks import check_field_value
 from .fields import ConfigError, all_keys, get_value, lookup_field
 from .redact import redact_values
+from .renamed import current_keys
 
 
 def set_value(cfg: Any, key: str, value: Any, where: str = "override") -> None:
@@ -54,10 +55,11 @@ def _flatten(cfg_cls: type, mapping: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def apply_mapping(cfg: Any, mapping: dict, source: str) -> None:
-    """Apply a nested mapping (from YAML) to ``cfg``; keys are checked one by one."""
+    """Apply a nested mapping (from YAML, or a config saved by a run) to ``cfg``; keys are checked one by one,
+    old names of renamed keys read as the new ones (renamed.py)."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, found {type(mapping).__name__}")
-    for key, value in _flatten(type(cfg), mapping).items():
+    for key, value in current_keys(_flatten(type(cfg), mapping).items(), source):
         set_value(cfg, key, value, where=source)
 
 
@@ -108,12 +110,15 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def read_yaml_file(path: str | Path, what: str) -> Any:
-    """A YAML file's content; a missing file, non-UTF-8 bytes or bad YAML is a ConfigError naming it."""
-    path = Path(path)
-    if not path.is_file():
+    """A YAML file's content (a local path or an object-store URI, e.g. a sweep's best_config.yaml in its
+    bucket); a missing file, non-UTF-8 bytes or bad YAML is a ConfigError naming it."""
+    from llm_emf import files
+
+    path = str(path)
+    if not files.is_file(path):
         raise ConfigError(f"{what} '{path}' does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = files.read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: expected UTF-8 text, found undecodable byte at offset {e.start}") from None
     return safe_yaml_load(text, str(path))
@@ -125,8 +130,7 @@ def load_config(cfg_cls: type, path: str | Path | None = None, overrides: typing
     if path is not None:
         mapping = read_yaml_file(path, "config file") or {}
         apply_mapping(cfg, mapping, str(path))
-    for text in overrides:
-        key, value = parse_override(text)
+    for key, value in current_keys([parse_override(text) for text in overrides], "override"):
         set_value(cfg, key, value, where="override")
     validate = getattr(cfg, "validate", None)
     if callable(validate):

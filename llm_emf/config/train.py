@@ -41,7 +41,7 @@ class EvalConfig:
     negatives_file: str = help_field("", "(str) sampled negatives file, may use {split}, {seed} "
                                      "(eval.negatives_seed), {n}; written on first use so every model is scored "
                                      "on the same candidates (default: "
-                                     "<data.output>/negatives_{split}_seed{seed}_n{n}.parquet)")
+                                     "<data.dataset>/negatives_{split}_seed{seed}_n{n}.parquet)")
     exclude_seen: bool = help_field(False, "(bool) full protocol: remove items already in the history (never the "
                                     "target) from the candidates (off: the C2DSR protocol keeps them)")
     ks: list[int] = help_field(None, "(list[int]) cut-offs for NDCG@k and HR@k", default_factory=lambda: [1, 5, 10])

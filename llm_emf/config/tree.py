@@ -10,7 +10,8 @@ from .fields import ConfigError, help_field, section
 from .model import ModelConfig
 from .pipeline import ALL_STAGES, PipelineConfig
 from .train import EvalConfig, TrainConfig
-from .tune import TrackingConfig, TuneConfig
+from .tracking import TrackingConfig
+from .tune import TuneConfig
 
 
 @dataclass

@@ -5,8 +5,8 @@ several. ``stats`` and ``dataset.json`` (``extra.counts``) count both, from each
     llmcdsr       ``<file tag>:<user>``: user numbers restart in every file, so each id is a person
     c2dsr         ``<split>:<user>`` or ``<split>:<user>:<line>``: the person is ``<user>`` (the same user_idx in
                   every split file; a user id holds no ``:``). Older datasets' ``<split>:<user>:A`` / ``:B`` too.
-    amazon        ``<user>`` (train), ``<user>:<domain>`` (valid/test with amazon_holdout=domain; the suffixes are
-                  ``extra.case_id_suffixes``, the names at import time): the person is ``<user>``
+    amazon        ``<user>`` (train), ``<user>:<domain>`` (valid/test with data.amazon.holdout=domain; the
+                  suffixes are ``extra.case_id_suffixes``, the names at import time): the person is ``<user>``
     interactions  ``<user>`` in every split
 """
 

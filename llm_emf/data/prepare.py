@@ -6,7 +6,7 @@ quarantined rows or the recipe stops here, naming the domain, before any stage t
 lines ``llm-emf prepare`` prints for what changed counts without being a bad row (repeated Amazon reviews
 dropped, C2DSR users on several lines).
 
-``data.output`` is a local folder or an object-store URI (``s3://bucket/prefix``): every write goes through
+``data.dataset`` is a local folder or an object-store URI (``s3://bucket/prefix``): every write goes through
 ``llm_emf.files``, never ``pathlib.Path`` (which would turn ``s3://b/x`` into a local ``s3:/b/x``).
 """
 
@@ -24,11 +24,11 @@ from llm_emf.data.validate import check_both_domains
 
 
 def prepare_dataset(cfg: Config) -> tuple[Dataset, dict]:
-    """Import ``cfg.data.source`` into ``cfg.data.output``; returns the dataset and its statistics."""
-    output = str(cfg.data.output)
+    """Import ``cfg.data.source`` into ``cfg.data.dataset``; returns the dataset and its statistics."""
+    output = str(cfg.data.dataset)
     if files.is_file(output):
-        raise ConfigError(f"data.output: expected a folder for the prepared dataset (created if missing), "
-                          f"found the file '{cfg.data.output}'")
+        raise ConfigError(f"data.dataset: expected a folder for the prepared dataset (created if missing), "
+                          f"found the file '{cfg.data.dataset}'")
     ds = import_dataset(cfg.data)
     check_both_domains(ds, ds.meta.source or str(cfg.data.source))
     if cfg.data.cold_items > 0:

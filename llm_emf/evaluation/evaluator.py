@@ -85,7 +85,7 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
     """Evaluate ``scorer`` on ``split`` ("valid" or "test"); see the module docstring for the contract.
 
     The sampled protocol reads (or writes on first use) ``negatives_file``, by default
-    :func:`negatives_path` (``eval.negatives_file`` or next to ``data.output``).
+    :func:`negatives_path` (``eval.negatives_file`` or next to ``data.dataset``).
     """
     if split not in ("valid", "test"):
         raise ConfigError(f"evaluation split must be 'valid' or 'test', found '{split}'")

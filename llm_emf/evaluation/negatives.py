@@ -32,9 +32,9 @@ _META_KEYS = ("fingerprint", "split", "seed", "n_negatives")
 
 
 def negatives_path(cfg: Config, split: str) -> Path | str:
-    """``eval.negatives_file`` (placeholders {split}, {seed}, {n}) or ``<data.output>/negatives_...parquet``:
+    """``eval.negatives_file`` (placeholders {split}, {seed}, {n}) or ``<data.dataset>/negatives_...parquet``:
     a Path for a local file, the URI for one in an object store."""
-    template = cfg.eval.negatives_file or files.join(cfg.data.output, "negatives_{split}_seed{seed}_n{n}.parquet")
+    template = cfg.eval.negatives_file or files.join(cfg.data.dataset, "negatives_{split}_seed{seed}_n{n}.parquet")
     try:
         path = template.format(split=split, seed=cfg.eval.negatives_seed, n=cfg.eval.n_negatives)
     except (KeyError, IndexError, ValueError) as e:

@@ -10,9 +10,14 @@ import warnings
 from llm_emf.jobs.stream import NODE_COLUMN
 
 # Ray Data's actor pools default to unlimited actor restarts *and* unlimited task retries, so a batch that kills
-# its actor every time (an input that segfaults a kernel, an OOM) would be retried forever. A one-off crash is
-# retried on the restarted actor; a batch that crashes it 1 + 3 times fails the job (finished parts are kept).
-ACTOR_FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": 3}
+# its actor every time (an input that segfaults a kernel, an OOM) would be retried forever. The bound is on the
+# restarts: a one-off crash is retried on the restarted actor; a batch that crashes it 1 + 3 times leaves it dead
+# and fails the job (finished parts are kept). Task retries stay unlimited because Ray counts every failed
+# attempt to reach the actor as one: while a lost node is not yet declared dead (the GCS's health checks, ~10-30
+# s), its actors' tasks fail at once and are resubmitted, and a bound of 3 was spent within a second, failing the
+# job instead of waiting for the restarted actor (tests/cluster/test_pipeline_job.py). A lost node costs each of
+# its actors one restart.
+ACTOR_FAULT_TOLERANCE = {"max_restarts": 3, "max_task_retries": -1}
 
 
 def map_batches_on_actors(ds, fn, threads: int | None = None, actors: int = 1, **kwargs):

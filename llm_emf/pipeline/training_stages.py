@@ -17,8 +17,10 @@ def _train(stage_cfg):
         c = stage_cfg(cfg, ctx)
         result = train_tracked(c)
         return {"run_dir": result.run_dir, "checkpoint": result.checkpoint, "epochs_run": len(result.history),
-                "mlflow_run_id": result.extra.get("mlflow_run_id"), "best": {
-                    d: {"epoch": b["epoch"], "valid_mrr": b["mrr"]} for d, b in result.best.items()}}
+                "mlflow_run_id": result.extra.get("mlflow_run_id"),
+                # where each Ray Train rank ran (its placement after any restart), as in results.json
+                "workers": result.extra.get("workers"),
+                "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"]} for d, b in result.best.items()}}
     return run
 
 
@@ -32,7 +34,7 @@ def _evaluate(stage_cfg):
         c = stage_cfg(cfg, ctx)
         train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
         run_dir = train_done["summary"]["run_dir"]
-        dataset = Dataset.read(c.data.output)
+        dataset = Dataset.read(c.data.dataset)
         scorer = load_scorer(run_dir, dataset, c)
         out = Storage(ctx.output("evaluate"))
         results = {}
@@ -53,7 +55,7 @@ def _recommend(stage_cfg):
         train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
         output = ctx.storage.path("recommend", ctx.keys["recommend"], "recommendations.parquet")
         summary = recommend_all(train_done["summary"]["run_dir"], output, c.pipeline.recommend_split,
-                                c.pipeline.recommend_k, c.data.output, c.model.features or None,
+                                c.pipeline.recommend_k, c.data.dataset, c.model.features or None,
                                 exclude_seen=c.eval.exclude_seen)
         print(summary.report())
         return {"output": output, "users": summary.total, "users_per_s": round(summary.items_per_s, 1)}

@@ -18,7 +18,7 @@ from llm_emf.ray_local import ensure_ray, job_working_dir
 from llm_emf.tracking.uri import explicit_tracking_uri, pipeline_tracking_uri
 
 # Keys that name where things go (not what they contain) never enter a stage key.
-_PATHS = ("data.output", "features.enrich.output", "features.embed.output", "model.features", "train.storage",
+_PATHS = ("data.dataset", "features.enrich.output", "features.embed.output", "model.features", "train.storage",
           "train.run_name", "eval.output", "eval.negatives_file", "tune.storage", "tune.name")
 
 
@@ -27,7 +27,7 @@ def _stage_cfg(cfg: Config, ctx: StageContext) -> Config:
     c = copy.deepcopy(cfg)
     out = ctx.outputs
     if "prepare" in out:
-        c.data.output = out["prepare"]
+        c.data.dataset = out["prepare"]
     if "enrich" in out:
         c.features.enrich.output = f"{out['enrich']}/enriched.parquet"
     if "embed" in out:
@@ -60,8 +60,8 @@ def _enrich(cfg: Config, ctx: StageContext) -> dict:
     from llm_emf.data.schema import Dataset
 
     c = _stage_cfg(cfg, ctx)
-    ds = Dataset.read(c.data.output)
-    summary = run_enrich(c, files.join(c.data.output, "items.parquet"), ds.meta.domains)
+    ds = Dataset.read(c.data.dataset)
+    summary = run_enrich(c, files.join(c.data.dataset, "items.parquet"), ds.meta.domains)
     save_config(c, files.join(ctx.output("enrich"), "config.yaml"))
     return summary.to_dict()
 
@@ -71,7 +71,7 @@ def _embed(cfg: Config, ctx: StageContext) -> dict:
 
     c = _stage_cfg(cfg, ctx)
     enriched = c.features.enrich.output if "enrich" in ctx.outputs else None
-    summary = run_embed(c, files.join(c.data.output, "items.parquet"), enriched)
+    summary = run_embed(c, files.join(c.data.dataset, "items.parquet"), enriched)
     save_config(c, files.join(ctx.output("embed"), "config.yaml"))
     return summary.to_dict()
 

@@ -92,7 +92,7 @@ def recommend_all(run: str | Path, output: str | Path, split: str = "test", k: i
     if k < 1:
         raise ValueError(f"k: expected a positive integer, found {k}")
     run = files.absolute(run)                       # the actors may run elsewhere
-    dataset_folder = files.absolute(dataset_folder or load_checkpoint_config(find_checkpoint(run)).data.output)
+    dataset_folder = files.absolute(dataset_folder or load_checkpoint_config(find_checkpoint(run)).data.dataset)
     dataset = Dataset.read(dataset_folder)
     users = users_of(dataset, split)
     output = files.absolute(output)

@@ -32,10 +32,10 @@ def git_commit() -> str:
 
 
 def dataset_fingerprint(cfg) -> str:
-    """The fingerprint recorded in ``<data.output>/dataset.json`` (a local folder or an object-store URI), or
+    """The fingerprint recorded in ``<data.dataset>/dataset.json`` (a local folder or an object-store URI), or
     'unknown' when there is none."""
     try:
-        return str(files.read_json(files.join(cfg.data.output, "dataset.json")).get("fingerprint") or UNKNOWN)
+        return str(files.read_json(files.join(cfg.data.dataset, "dataset.json")).get("fingerprint") or UNKNOWN)
     except (OSError, ValueError, AttributeError):
         return UNKNOWN
 

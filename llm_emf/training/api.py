@@ -6,7 +6,7 @@ the final checkpoint, score the test split with each domain's best-validation mo
 ``results.json`` and ``history.json`` into the run folder. Tracking (MLflow) is wired by the caller
 from the returned history and results.
 
-``data.output``, ``model.features`` and ``train.storage`` may each be a local path or an object-store URI
+``data.dataset``, ``model.features`` and ``train.storage`` may each be a local path or an object-store URI
 (``llm_emf.files``): a result names its checkpoint where it is stored, so another node or a later job loads it.
 """
 
@@ -113,7 +113,7 @@ def _check_trainable(folder: str) -> None:
     except (pa.ArrowException, OSError) as e:     # e.g. a truncated copy: ArrowInvalid "magic bytes not found"
         raise DataError(path, None, "a readable Parquet file (written by `llm-emf prepare`)",
                         f"{type(e).__name__}: {_first_line(e)}; the file may be truncated or not Parquet: run "
-                        f"`llm-emf prepare` again for this data.output") from None
+                        f"`llm-emf prepare` again for this data.dataset") from None
     train = table.filter(pc.equal(table.column("split"), "train"))
     usable = pc.sum(pc.greater_equal(pc.list_value_length(train.column("items")), 2)).as_py() or 0
     if usable == 0:
@@ -123,7 +123,7 @@ def _check_trainable(folder: str) -> None:
 
 def train(cfg: Config, callbacks: Sequence = (), session: LocalSession | None = None,
           hooks: Sequence[TrainHook] = ()) -> TrainResult:
-    """Train ``cfg`` (dataset at ``data.output``) and test it; see the module docstring.
+    """Train ``cfg`` (dataset at ``data.dataset``) and test it; see the module docstring.
 
     ``callbacks`` go to Ray Train's RunConfig (driver side, e.g. Tune's TuneReportCallback); ``session``
     replaces the in-process session in local mode (e.g. one that also reports to Tune); ``hooks`` are
@@ -131,11 +131,11 @@ def train(cfg: Config, callbacks: Sequence = (), session: LocalSession | None = 
     """
     cfg = copy.deepcopy(cfg)                       # paths and run name are filled in below
     cfg.validate()
-    if not files.is_file(files.join(cfg.data.output, "dataset.json")):
-        raise ConfigError(f"data.output: expected a prepared dataset folder (run `llm-emf prepare`), "
-                          f"found no dataset.json in '{cfg.data.output}'")
-    _check_trainable(cfg.data.output)
-    cfg.data.output = files.absolute(cfg.data.output)       # workers may run elsewhere
+    if not files.is_file(files.join(cfg.data.dataset, "dataset.json")):
+        raise ConfigError(f"data.dataset: expected a prepared dataset folder (run `llm-emf prepare`), "
+                          f"found no dataset.json in '{cfg.data.dataset}'")
+    _check_trainable(cfg.data.dataset)
+    cfg.data.dataset = files.absolute(cfg.data.dataset)       # workers may run elsewhere
     if cfg.model.features:
         cfg.model.features = files.absolute(cfg.model.features)
     run_name = cfg.train.run_name or default_run_name(cfg)
@@ -165,7 +165,7 @@ def finish(cfg: Config, checkpoint: str, run_dir: str, workers: list[dict] | Non
     ``workers``: where each Train worker ran (progress.py), kept in the results as ``workers``."""
     with files.local_copy(checkpoint) as local:     # a remote checkpoint is downloaded once for both reads
         state = load_state(local)
-        _, dataset, models = load_models(local, Dataset.read(cfg.data.output))
+        _, dataset, models = load_models(local, Dataset.read(cfg.data.dataset))
         digest = Path(local, DIGEST_FILE)
         sha256 = (digest.read_text(encoding="ascii").strip() if digest.is_file()
                   else file_sha256(Path(local, STATE_FILE)))

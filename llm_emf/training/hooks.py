@@ -11,7 +11,15 @@ the latest checkpoint). tests/faults.py injects its faults through these hooks.
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
+
+# Off unless this variable names a TrainHook class as "module:Class": every training worker then imports it
+# and adds one instance (built without arguments) to its hooks. The way into training that a command or a
+# pipeline job runs, which take no hook objects (a job's runtime env sets it; tests/cluster/test_pipeline_job.py
+# stalls training there to kill a node at a known point), as LLM_EMF_ACTOR_HOOK is for feature actors.
+HOOK_ENV = "LLM_EMF_TRAIN_HOOK"
 
 
 @dataclass(frozen=True)
@@ -31,3 +39,12 @@ class TrainHook:
 
     def on_epoch_end(self, ctx: WorkerContext, epoch: int, metrics: dict) -> None:
         """After ``epoch``'s metrics (validation ones on rank 0) and checkpoint are reported."""
+
+
+def hooks_from_env() -> list["TrainHook"]:
+    """The hook named by $LLM_EMF_TRAIN_HOOK (one instance), or none when it is unset or empty."""
+    target = os.environ.get(HOOK_ENV, "").strip()
+    if not target:
+        return []
+    module, _, name = target.partition(":")
+    return [getattr(importlib.import_module(module), name)()]

@@ -4,7 +4,8 @@
 resumes from the latest checkpoint if there is one, and per epoch: trains on its shard of the training
 sequences, validates (rank 0, through ``llm_emf.evaluation``), reports metrics and a checkpoint, and
 stops early when validation MRR stops improving. Ray touch-points are in ``session.py``; ``config["hooks"]``
-(optional) holds TrainHook objects called at train start, batch start and epoch end (``hooks.py``);
+(optional) holds TrainHook objects called at train start, batch start and epoch end (``hooks.py``; plus the
+one $LLM_EMF_TRAIN_HOOK names);
 ``config["reports"]`` (under Ray) the driver's queue for placements and epoch lines (``progress.py``).
 """
 
@@ -31,7 +32,7 @@ from llm_emf.precision import use_bf16
 from .catalog import catalog_record
 from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
                          save_checkpoint, seed_everything, set_rng_state)
-from .hooks import WorkerContext
+from .hooks import WorkerContext, hooks_from_env
 from .progress import post, worker_record
 from .selection import Selection, flat_metrics
 
@@ -108,13 +109,13 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     cfg = config_from_dict(config["cfg"])
     session = session or RaySession(config.get("run_dir"))
     rank, world = session.rank, session.world_size
-    hooks = list(config.get("hooks", ()))
+    hooks = list(config.get("hooks", ())) + hooks_from_env()
     where = WorkerContext(config.get("run_dir"), rank, world)
     reports = config.get("reports")
     post(reports, "worker", worker_record(rank, world))
     seed_everything(cfg.seed)
 
-    dataset = Dataset.read(cfg.data.output)
+    dataset = Dataset.read(cfg.data.dataset)
     features = load_features_for(cfg.model, dataset.items)
     trained = trained_items(dataset)
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)

@@ -47,9 +47,14 @@ class WorkerReports:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="train-worker-reports", daemon=True)
         try:
+            import ray
             from ray.util.queue import Queue
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            self.queue = Queue(actor_options={"num_cpus": 0})     # holds no CPU the workers need
+            # on the driver's node (as Ray Train's controller): it holds no CPU the workers need, and a lost
+            # worker node cannot take the lines of the rest of the run with it
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         except Exception as e:  # noqa: BLE001
             warnings.warn(f"training progress from Ray workers will not be shown here: {type(e).__name__}: {e}",
                           RuntimeWarning, stacklevel=2)

@@ -156,7 +156,7 @@ def load_models(run: str | Path, dataset: Dataset | None = None, features_path: 
         cfg.model.unseen_id = unseen_id
     if unseen_neighbors is not None:
         cfg.model.unseen_neighbors = unseen_neighbors
-    dataset = dataset if dataset is not None else Dataset.read(cfg.data.output)
+    dataset = dataset if dataset is not None else Dataset.read(cfg.data.dataset)
     state = load_state(folder)
     record = state.get("catalog")
     mapping = match_catalog(record, dataset, str(folder)) if record else None

@@ -21,7 +21,7 @@ def train_tracked(cfg: Config, callbacks: Sequence = ()) -> TrainResult:
     from llm_emf.tracking import Tracker
 
     cfg.train.run_name = cfg.train.run_name or default_run_name(cfg)
-    # the dataset's fingerprint tag: Tracker reads it from <data.output>/dataset.json (tracking.run_info)
+    # the dataset's fingerprint tag: Tracker reads it from <data.dataset>/dataset.json (tracking.run_info)
     with Tracker(cfg, cfg.train.run_name) as tracker:
         result = train(cfg, callbacks=callbacks)
         run_dir = result.run_dir                    # a local path or a URI: the files layer writes either

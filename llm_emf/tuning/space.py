@@ -23,6 +23,7 @@ from llm_emf.config import Config, ConfigError
 from llm_emf.config.checks import check_field_value
 from llm_emf.config.fields import lookup_field
 from llm_emf.config.loader import read_yaml_file, set_value
+from llm_emf.config.renamed import current_keys
 
 DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "randint", "choice", "grid")
 
@@ -110,8 +111,8 @@ def load_space(path: str | Path) -> dict[str, Param]:
     if not isinstance(mapping, dict) or not mapping:
         raise ConfigError(f"{path}: expected a mapping of config keys to distributions, found {mapping!r}")
     space = {}
-    for key, spec in mapping.items():
-        param = _parse_entry(str(path), str(key), spec)
+    for key, spec in current_keys([(str(k), v) for k, v in mapping.items()], str(path)):
+        param = _parse_entry(str(path), key, spec)
         _check_against_config(str(path), param)
         space[param.key] = param
     return space
@@ -137,7 +138,7 @@ def to_param_space(space: dict[str, Param]) -> dict[str, Any]:
 
 def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
     """Set sampled values on a config (numbers arrive as numpy/float types from the searchers)."""
-    for key, value in params.items():
+    for key, value in current_keys(params.items(), "trial"):    # a sweep resumed from an older version
         f, ann = lookup_field(Config, key)
         if ann is int and isinstance(value, float) and math.isclose(value, round(value)):
             value = int(round(value))

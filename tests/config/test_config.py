@@ -1,11 +1,14 @@
 """The typed config tree: YAML, dotted overrides, type checks, unknown keys, help, round trip."""
 
+import re
+
 import pytest
 import yaml
 from pathlib import Path
 
 from llm_emf.cli.main import main as cli_main
 from llm_emf.config import Config, ConfigError, flatten_config, format_help, load_config, save_config
+from llm_emf.config.fields import iter_fields
 
 pytestmark = pytest.mark.unit
 
@@ -113,8 +116,11 @@ def test_flatten_has_every_leaf():
 
 def test_every_field_has_help():
     text = format_help(Config)
-    for line in text.splitlines()[1::2]:
-        assert line.strip(), "a config field without help text"
+    entries = re.split(r"\n(?=  \S)", text.split("\n\n")[0])     # "  key (type, default ...)" then its help
+    assert len(entries) == len([f for _, f, _ in iter_fields(Config) if "measured" not in f.metadata])
+    for entry in entries:
+        key_line, *help_lines = entry.splitlines()
+        assert help_lines and all(line.startswith("      ") and line.strip() for line in help_lines), key_line
     assert "model.n_heads (int, default 1)" in text
 
 
@@ -127,8 +133,8 @@ def test_cli_help_lists_config_keys(capsys):
 
 
 def test_cli_rejects_unknown_key_cleanly(capsys):
-    assert cli_main(["stats", "dat.output=/tmp/x"]) == 2
-    assert "did you mean 'data.output'" in capsys.readouterr().err
+    assert cli_main(["stats", "dat.dataset=/tmp/x"]) == 2
+    assert "did you mean 'data.dataset'" in capsys.readouterr().err
 
 
 def test_cli_unknown_command(capsys):

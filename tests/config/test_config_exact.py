@@ -20,9 +20,9 @@ def test_an_override_with_a_line_break_is_refused_not_folded(text):
 
 
 def test_a_line_break_override_on_the_command_line_is_one_error_line(capsys):
-    assert cli_main(["stats", "data.output=runs/a\nb"]) == 2
+    assert cli_main(["stats", "data.dataset=runs/a\nb"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("llm-emf stats: error: override 'data.output=runs/a\\nb': expected key=value on one line")
+    assert err.startswith("llm-emf stats: error: override 'data.dataset=runs/a\\nb': expected key=value on one line")
     assert len(err.splitlines()) == 1
 
 

@@ -19,7 +19,7 @@ CONFIG = ROOT / "configs" / "amazon_demo.yaml"
 def test_demo_config_prepares_both_schema_slices(tmp_path, capsys, schema):
     out = tmp_path / "ds"
     source = ROOT / "llm_emf" / "sample_data" / f"amazon_{schema}_demo"
-    assert main(["prepare", "--config", str(CONFIG), f"data.source={source}", f"data.output={out}"]) == 0
+    assert main(["prepare", "--config", str(CONFIG), f"data.source={source}", f"data.dataset={out}"]) == 0
     capsys.readouterr()
     ds = Dataset.read(out)
     r = ds.meta.extra["recipe"]

@@ -28,7 +28,7 @@ T = 1_600_000_000
 
 def load(schema: str = "2023", *overrides: str, source: Path | None = None):
     cfg = load_config(None, ["data.format=amazon", f"data.source={source or FIXTURES / f'amazon_{schema}_mini'}",
-                             "data.amazon_k_core=2", *overrides]).data
+                             "data.amazon.k_core=2", *overrides]).data
     return import_dataset(cfg)
 
 
@@ -83,7 +83,7 @@ def test_every_step_counts_and_the_per_domain_holdout(schema):
 
 
 def test_leave_one_out_on_the_merged_sequence():
-    ds = load("2023", "data.amazon_holdout=merged")
+    ds = load("2023", "data.amazon.holdout=merged")
     assert rows(ds) == [
         ("AU1", "train", [0, 3, 1, 2], [10, 20, 30, 70]),
         ("AU1", "valid", [0, 3, 1, 2, 4], [10, 20, 30, 70, 70]),
@@ -101,7 +101,7 @@ def test_leave_one_out_on_the_merged_sequence():
 
 
 def test_minimum_per_domain_without_k_core():
-    r = load("2023", "data.amazon_k_core=0", "data.amazon_min_per_domain=2").meta.extra["recipe"]
+    r = load("2023", "data.amazon.k_core=0", "data.amazon.min_per_domain=2").meta.extra["recipe"]
     assert r["k_core"] == [dict(left(13, 5, 5), rounds=0), dict(left(10, 5, 4), rounds=0)]
     # Food: every user has >= 2; Kitchen: u7 has 1 (k9 goes with it)
     assert r["min_per_domain"] == [dict(left(13, 5, 5), users_dropped=0), dict(left(9, 4, 3), users_dropped=1)]
@@ -110,7 +110,7 @@ def test_minimum_per_domain_without_k_core():
 
 
 def test_users_of_one_domain_kept_when_asked():
-    ds = load("2023", "data.amazon_overlap_only=false")
+    ds = load("2023", "data.amazon.overlap_only=false")
     r = ds.meta.extra["recipe"]
     assert "overlap" not in r and r["users_in_both_domains"] == 3
     # u5: f1@5 f2@6 -> test case [f1 f2], its valid target is its first interaction; u6: k1@3 k3@4 likewise
@@ -139,11 +139,11 @@ def test_item_text_images_and_missing_metadata(schema):
 
 
 def test_text_fields_and_length_cap():
-    ds = load("2023", "data.amazon_text_fields=[description]", "data.amazon_text_chars=30")
+    ds = load("2023", "data.amazon.text_fields=[description]", "data.amazon.text_chars=30")
     titles = ds.items.column("title").to_pylist()
     assert titles[0] == "Dark & Salty Chocolate. Descri" and titles[5] == "Whisk. Description: Steel whis"
-    with pytest.raises(ConfigError, match="amazon_text_fields"):
-        load("2023", "data.amazon_text_fields=[colour]")
+    with pytest.raises(ConfigError, match="data.amazon.text_fields"):
+        load("2023", "data.amazon.text_fields=[colour]")
 
 
 def test_domain_names_from_the_config_and_the_folder_choice(tmp_path):
@@ -154,7 +154,7 @@ def test_domain_names_from_the_config_and_the_folder_choice(tmp_path):
     shutil.copy(folder / "meta_Food.jsonl", folder / "meta_Toys.jsonl")
     with pytest.raises(DataError, match="two domains"):
         load(source=folder)
-    assert load("2023", "data.amazon_domains=Kitchen,Food", source=folder).meta.domains == ("Kitchen", "Food")
+    assert load("2023", "data.amazon.domains=Kitchen,Food", source=folder).meta.domains == ("Kitchen", "Food")
 
 
 BAD_LINES = ['{"user_id": "AU9", "parent_asin": "f1", "timestamp": 16',               # cut short
@@ -193,7 +193,7 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path):
 
 def test_schema_detection_and_forcing(tmp_path):
     with pytest.raises(DataError, match="non-empty reviewerID"):              # 2023 files read as 2018
-        load("2023", "data.amazon_schema=2018")
+        load("2023", "data.amazon.schema=2018")
     folder = tmp_path / "odd"
     shutil.copytree(FIXTURES / "amazon_2023_mini", folder)
     (folder / "Food.jsonl").write_text('{"who": "AU1", "what": "f1", "when": 1}\n')
@@ -220,13 +220,13 @@ def test_ids_are_encoded_batch_by_batch_in_order_of_first_appearance():
 
 
 def test_tiny_batches_give_the_same_dataset():
-    one, tiny = load("2023"), load("2023", "data.amazon_batch_rows=1")
+    one, tiny = load("2023"), load("2023", "data.amazon.batch_rows=1")
     assert rows(tiny) == rows(one) and tiny.items.equals(one.items) and tiny.meta.extra == one.meta.extra
 
 
 def test_a_recipe_that_leaves_nobody_is_a_clear_error():
     with pytest.raises(DataError, match="users left after the recipe"):
-        load("2023", "data.amazon_k_core=3")
+        load("2023", "data.amazon.k_core=3")
 
 
 # --- issue 24: repeats, a file in the wrong unit, the stems the folder has, people and cases ---------------------
@@ -253,8 +253,8 @@ def test_an_exact_repeat_is_dropped_counted_and_printed(tmp_path, capsys):
     assert load(source=folder).meta.extra["recipe"]["repeated_reviews"] == [0, 0]
     (folder / "Food.jsonl").write_text("\n".join(lines[:3] + [lines[2]] + lines[3:]) + "\n")
     out = tmp_path / "prepared"
-    assert main(["prepare", "data.format=amazon", f"data.source={folder}", f"data.output={out}",
-                 "data.amazon_k_core=2"]) == 0
+    assert main(["prepare", "data.format=amazon", f"data.source={folder}", f"data.dataset={out}",
+                 "data.amazon.k_core=2"]) == 0
     printed = capsys.readouterr().out
     assert ("note: 1 repeated reviews (same user, item and time as an earlier line) dropped: Food 1, Kitchen 0"
             in printed)
@@ -273,8 +273,8 @@ def test_a_2023_file_in_seconds_names_the_schema_and_a_domain_left_empty_stops_p
     assert "1600000010, which looks like seconds" in e.value.found
     # skipping quarantines all 13 Food reviews: a Kitchen-only dataset must not be prepared
     out = tmp_path / "prepared"
-    args = ["prepare", "data.format=amazon", f"data.source={folder}", f"data.output={out}", "data.amazon_k_core=2",
-            "data.amazon_overlap_only=false"]
+    args = ["prepare", "data.format=amazon", f"data.source={folder}", f"data.dataset={out}", "data.amazon.k_core=2",
+            "data.amazon.overlap_only=false"]
     assert main([*args, "--skip-bad-rows"]) == 2
     err = capsys.readouterr().err
     assert "expected items and sequences in both domains (Food, Kitchen)" in err
@@ -285,7 +285,7 @@ def test_a_2023_file_in_seconds_names_the_schema_and_a_domain_left_empty_stops_p
 
 def test_a_missing_domain_file_lists_the_stems_found(tmp_path):
     with pytest.raises(DataError) as e:
-        load("2023", "data.amazon_domains=Food,Kitchenware")
+        load("2023", "data.amazon.domains=Food,Kitchenware")
     assert e.value.file.endswith("Kitchenware.jsonl[.gz]") and "found none" in str(e.value)
     assert "stems here: Food, Kitchen, meta_Food, meta_Kitchen" in e.value.found
     folder = copy_fixture(tmp_path)
@@ -298,7 +298,7 @@ def test_a_missing_domain_file_lists_the_stems_found(tmp_path):
 def test_stats_count_people_and_cases_apart(tmp_path, capsys):
     out = tmp_path / "prepared"
     assert main(["prepare", "data.format=amazon", f"data.source={FIXTURES / 'amazon_2023_mini'}",
-                 f"data.output={out}", "data.amazon_k_core=2"]) == 0
+                 f"data.dataset={out}", "data.amazon.k_core=2"]) == 0
     capsys.readouterr()
     ds = Dataset.read(out)
     assert ds.meta.extra["counts"] == {"sequences": {"train": 2, "valid": 4, "test": 6},
@@ -312,7 +312,7 @@ def test_stats_count_people_and_cases_apart(tmp_path, capsys):
                                               "data.domain_y=Home"]).data)
     assert compute_stats(again)["people"] == 3
     assert main(["prepare", "data.format=amazon", f"data.source={FIXTURES / 'amazon_2023_mini'}",
-                 f"data.output={out}", "data.amazon_k_core=0"]) == 0
+                 f"data.dataset={out}", "data.amazon.k_core=0"]) == 0
     capsys.readouterr()
     assert main(["stats", "--dataset", str(out)]) == 0
     text = capsys.readouterr().out

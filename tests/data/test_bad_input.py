@@ -199,7 +199,7 @@ def test_cr_only_files_read_line_by_line_in_every_format(plain_sample, c2dsr, tm
     assert import_dataset(c2dsr_cfg(c2dsr)).sequences.equals(clean.sequences)
 
     amazon = shutil.copytree(fixtures_dir / "amazon_2023_mini", tmp_path / "amazon")
-    cfg = data_cfg("data.format=amazon", f"data.source={amazon}", "data.amazon_k_core=2")
+    cfg = data_cfg("data.format=amazon", f"data.source={amazon}", "data.amazon.k_core=2")
     clean = import_dataset(cfg)
     to_cr(amazon / "Food.jsonl")
     assert import_dataset(cfg).sequences.equals(clean.sequences)

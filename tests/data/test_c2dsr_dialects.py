@@ -181,7 +181,7 @@ def test_art_office_release_structure_built_from_food_kitchen_imports_every_line
         source = [next(fh).rstrip("\n") for _ in range(2000)]
     art_office_structure(folder, source, 29207, n_train_users=8000, n_valid=1154, n_test=2000, n_twice=37)
     out = tmp_path / "prepared"
-    assert main(["prepare", "data.format=c2dsr", f"data.source={folder}", f"data.output={out}"]) == 0   # strict
+    assert main(["prepare", "data.format=c2dsr", f"data.source={folder}", f"data.dataset={out}"]) == 0   # strict
     printed = capsys.readouterr().out
     assert "16,000 train, 1,154 valid and 2,000 test sequences of 8,000 people" in printed
     assert "note: traindata_new.txt: 8,000 of 8,000 users are on several lines" in printed

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 
 def _prepare(tmp_path, name, *extra):
-    return prepare_dataset(load_config(None, ["data.source=sample", f"data.output={tmp_path / name}", *extra]))[0]
+    return prepare_dataset(load_config(None, ["data.source=sample", f"data.dataset={tmp_path / name}", *extra]))[0]
 
 
 def _rows(ds, split):
@@ -84,14 +84,14 @@ def test_a_sequence_made_only_of_withheld_items_is_dropped_and_counted(tmp_path)
 
 def test_stats_reports_what_the_split_touched(tmp_path, capsys):
     _prepare(tmp_path, "cold", "data.cold_items=0.1")
-    assert cli_main(["stats", f"data.output={tmp_path / 'cold'}", "--json"]) == 0
+    assert cli_main(["stats", f"data.dataset={tmp_path / 'cold'}", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     ds = Dataset.read(tmp_path / "cold")
     assert stats["withheld"]["withheld"] == ds.meta.extra["cold_items"]["withheld"]
     assert stats["cold"] == cold_report(ds)
     # Cold = in no training sequence: the withheld items plus those that only ever occur in valid/test.
     assert stats["cold"]["items"][0] >= stats["withheld"]["withheld"][0]
-    assert cli_main(["stats", f"data.output={tmp_path / 'cold'}"]) == 0
+    assert cli_main(["stats", f"data.dataset={tmp_path / 'cold'}"]) == 0
     out = capsys.readouterr().out
     assert "withheld for cold-start (data.cold_items=0.1, seed 42): items Food 18 / Kitchen 32" in out
     assert "cold items (in no training sequence): Food " in out

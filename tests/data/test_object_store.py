@@ -1,4 +1,4 @@
-"""Prepare with data.output and data.source on an object store (a real S3 API: moto server, tests/helpers/s3.py).
+"""Prepare with data.dataset and data.source on an object store (a real S3 API: moto server, tests/helpers/s3.py).
 
 The prepared folder read back from the bucket equals a local prepare; synthetic images are objects; a remote
 source imports like a local one and every error, warning, quarantined row and meta field names the s3:// URI,
@@ -54,14 +54,14 @@ def assert_same_dataset(a: Dataset, b: Dataset) -> None:
 
 
 def test_prepare_sample_into_bucket_reads_back_like_local(s3_bucket, s3_server, cwd, tmp_path):
-    local = prepared("data.source=sample", f"data.output={tmp_path / 'local'}")
+    local = prepared("data.source=sample", f"data.dataset={tmp_path / 'local'}")
     out = f"{s3_bucket}/prep"
-    remote = prepared("data.source=sample", f"data.output={out}")
+    remote = prepared("data.source=sample", f"data.dataset={out}")
     assert sorted(keys(s3_server, out)) == DATASET_FILES          # no quarantine.parquet when nothing is bad
     back = Dataset.read(out)
     assert_same_dataset(back, Dataset.read(tmp_path / "local"))
     assert back.meta == local.meta == remote.meta
-    assert f"output: {out}" in files.read_text(f"{out}/config.yaml")
+    assert f"dataset: {out}" in files.read_text(f"{out}/config.yaml")
     again = import_dataset(data_cfg("data.format=canonical", f"data.source={out}"))   # a prepared folder as source
     assert again.meta.fingerprint == local.meta.fingerprint and again.meta.source == local.meta.source
     assert list(cwd.iterdir()) == []
@@ -69,7 +69,7 @@ def test_prepare_sample_into_bucket_reads_back_like_local(s3_bucket, s3_server, 
 
 def test_synthetic_images_are_objects(s3_bucket, s3_server, cwd, capsys):
     out = f"{s3_bucket}/prep"
-    assert main(["prepare", "data.source=sample", f"data.output={out}", "data.synthetic_images=true",
+    assert main(["prepare", "data.source=sample", f"data.dataset={out}", "data.synthetic_images=true",
                  "data.image_size=16"]) == 0
     printed = capsys.readouterr().out
     assert f"into {out}:" in printed and f"synthetic images under {out}/images" in printed
@@ -87,8 +87,8 @@ def test_remote_source_prepares_like_local(s3_bucket, sample_dir, cwd, tmp_path)
     source = f"{s3_bucket}/raw/food_kitchen"
     files.upload(sample_dir, source)
     local_copy = shutil.copytree(sample_dir, tmp_path / "food_kitchen")
-    local = prepared(f"data.source={local_copy}", f"data.output={tmp_path / 'a'}")
-    remote = prepared(f"data.source={source}", f"data.output={s3_bucket}/prep")
+    local = prepared(f"data.source={local_copy}", f"data.dataset={tmp_path / 'a'}")
+    remote = prepared(f"data.source={source}", f"data.dataset={s3_bucket}/prep")
     assert_same_dataset(remote, local)
     assert remote.meta.source == source and remote.meta.name == local.meta.name == "food_kitchen"
     assert "llm-emf-in-" not in files.read_text(f"{s3_bucket}/prep/dataset.json")
@@ -126,7 +126,7 @@ def test_bad_line_in_remote_source_names_the_uri(s3_bucket, s3_server, plain_sam
     assert str(info.value).startswith(f"{source}/train_A.txt, line 4: expected only domain A items")
 
     out = f"{s3_bucket}/prep"
-    ds = prepared(f"data.source={source}", f"data.output={out}", "data.skip_bad_rows=true")
+    ds = prepared(f"data.source={source}", f"data.dataset={out}", "data.skip_bad_rows=true")
     assert ds.meta.quarantined_rows == 1
     quarantine = Dataset.read(out).quarantine.to_pylist()
     assert [(r["file"], r["line"]) for r in quarantine] == [(f"{source}/train_A.txt", 4)]
@@ -134,7 +134,7 @@ def test_bad_line_in_remote_source_names_the_uri(s3_bucket, s3_server, plain_sam
 
     path.write_bytes(b"".join(lines[:3] + lines[4:]))      # fixed: a rewrite drops the old quarantine
     files.upload(path, f"{source}/train_A.txt")
-    assert prepared(f"data.source={source}", f"data.output={out}").meta.quarantined_rows == 0
+    assert prepared(f"data.source={source}", f"data.dataset={out}").meta.quarantined_rows == 0
     assert "quarantine.parquet" not in keys(s3_server, out) and Dataset.read(out).quarantine is None
 
 
@@ -156,7 +156,7 @@ def test_missing_remote_source_and_dataset_name_the_uri(s3_bucket, cwd):
     with pytest.raises(DataError, match=f"^{s3_bucket}/afile: expected a folder in the llmcdsr format"):
         import_dataset(data_cfg(f"data.source={s3_bucket}/afile"))
     with pytest.raises(ConfigError, match=f"found the file '{s3_bucket}/afile'"):
-        prepared("data.source=sample", f"data.output={s3_bucket}/afile")
+        prepared("data.source=sample", f"data.dataset={s3_bucket}/afile")
     with pytest.raises(DataError) as info:
         Dataset.read(f"{s3_bucket}/nowhere")
     assert info.value.file == f"{s3_bucket}/nowhere/items.parquet" and "llm-emf prepare" in str(info.value)

@@ -17,4 +17,4 @@ def tiny() -> Dataset:
 @pytest.fixture
 def cfg(tmp_path):
     """Defaults, with the dataset folder (and so the negatives file) in a temporary directory."""
-    return load_config(None, [f"data.output={tmp_path / 'dataset'}", "train.eval_batch_size=2"])
+    return load_config(None, [f"data.dataset={tmp_path / 'dataset'}", "train.eval_batch_size=2"])

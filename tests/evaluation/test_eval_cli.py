@@ -18,7 +18,7 @@ def dataset_dir(tmp_path):
 
 def test_baseline_prints_tables_and_writes_json(dataset_dir, tmp_path, capsys):
     out = tmp_path / "res.json"
-    rc = main(["evaluate", "--baseline", "popularity", f"data.output={dataset_dir}", f"eval.output={out}"])
+    rc = main(["evaluate", "--baseline", "popularity", f"data.dataset={dataset_dir}", f"eval.output={out}"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "popularity: test split of tiny" in printed and "popularity: valid split of tiny" in printed
@@ -52,12 +52,12 @@ def test_dataset_flag_and_default_output(dataset_dir, tmp_path):
     (["--baseline", "popularity", "eval.negatives_file=/tmp/n.parquet"], "needs a {split} placeholder"),
 ])
 def test_usage_errors_exit_2_with_a_message(dataset_dir, capsys, argv, message):
-    assert main(["evaluate", *argv, f"data.output={dataset_dir}"]) == 2
+    assert main(["evaluate", *argv, f"data.dataset={dataset_dir}"]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_dataset_names_the_file(tmp_path, capsys):
-    assert main(["evaluate", "--baseline", "popularity", f"data.output={tmp_path / 'none'}"]) == 2
+    assert main(["evaluate", "--baseline", "popularity", f"data.dataset={tmp_path / 'none'}"]) == 2
     assert "items.parquet: expected a prepared dataset file" in capsys.readouterr().err
 
 
@@ -65,8 +65,8 @@ def test_missing_dataset_names_the_file(tmp_path, capsys):
 def test_evaluating_a_trained_run_reproduces_its_test_metrics(tmp_path, capsys):
     """Train one tiny in-process epoch on the bundled sample, then `evaluate --run` its run folder."""
     ds = tmp_path / "ds"
-    assert main(["prepare", "data.source=sample", f"data.output={ds}"]) == 0
-    assert main(["train", f"data.output={ds}", "train.epochs=1", f"train.storage={tmp_path / 'runs'}",
+    assert main(["prepare", "data.source=sample", f"data.dataset={ds}"]) == 0
+    assert main(["train", f"data.dataset={ds}", "train.epochs=1", f"train.storage={tmp_path / 'runs'}",
                  "train.run_name=t1", "model.hidden_size=16", "model.n_blocks=1", "tracking.enabled=false"]) == 0
     run = tmp_path / "runs" / "t1"
     assert main(["evaluate", "--run", str(run)]) == 0      # the dataset comes from the run's own config

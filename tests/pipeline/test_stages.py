@@ -17,7 +17,7 @@ def _stages(calls):
         return run
 
     return [
-        Stage("prepare", reads=("data",), ignores=("data.output",), run=runner("prepare")),
+        Stage("prepare", reads=("data",), ignores=("data.dataset",), run=runner("prepare")),
         Stage("train", reads=("model", "train", "seed"), upstream=("prepare",), run=runner("train")),
     ]
 
@@ -27,7 +27,7 @@ def test_keys_depend_on_what_a_stage_reads(tmp_path):
     base = plan(load_config(), _stages([]), st).keys
     model_changed = plan(load_config(None, ["model.n_blocks=3"]), _stages([]), st).keys
     data_changed = plan(load_config(None, ["data.domain_x=Books"]), _stages([]), st).keys
-    path_changed = plan(load_config(None, ["data.output=/elsewhere"]), _stages([]), st).keys
+    path_changed = plan(load_config(None, ["data.dataset=/elsewhere"]), _stages([]), st).keys
     assert model_changed["prepare"] == base["prepare"] and model_changed["train"] != base["train"]
     assert data_changed["prepare"] != base["prepare"] and data_changed["train"] != base["train"]  # downstream too
     assert path_changed == base

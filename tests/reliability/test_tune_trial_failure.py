@@ -16,7 +16,7 @@ def sample_dataset(tmp_path_factory):
     from llm_emf.data.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("sample")
-    prepare_dataset(load_config(None, ["data.source=sample", f"data.output={out}"]))
+    prepare_dataset(load_config(None, ["data.source=sample", f"data.dataset={out}"]))
     return out
 
 
@@ -30,7 +30,7 @@ def test_failing_trial_is_retried_then_reported_and_the_sweep_continues(sample_d
     # that fails at run time, every time.
     space.write_text("train.use_gpu: {grid: [false, true]}\n")
     cfg = load_config(None, [
-        f"data.output={sample_dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",
+        f"data.dataset={sample_dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "model.hidden_size=16", "train.epochs=1",
         "train.batch_size=64", "eval.n_negatives=49", "eval.protocol=sampled", "train.select_protocol=sampled",
         "tune.cpus_per_trial=0.5", "tune.num_samples=1", "tune.max_concurrent_trials=1", "tune.max_retries=2",

@@ -56,7 +56,7 @@ def text_run(tmp_path, capsys):
     ds.write(tmp_path / "dataset")
     vectors = np.random.default_rng(0).normal(size=(N_X + N_Y, E))
     _write_features(tmp_path / "features.parquet", ds.items.column("item_id").to_pylist(), vectors)
-    code = main(["train", f"data.output={tmp_path / 'dataset'}", f"train.storage={tmp_path / 'runs'}",
+    code = main(["train", f"data.dataset={tmp_path / 'dataset'}", f"train.storage={tmp_path / 'runs'}",
                  "train.run_name=text", "train.epochs=2", "train.batch_size=16", "model.hidden_size=16",
                  "model.n_blocks=1", "model.max_len=8", "eval.n_negatives=5", "seed=3", "model.use_text=true",
                  f"model.features={tmp_path / 'features.parquet'}"])

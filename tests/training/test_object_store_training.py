@@ -67,7 +67,7 @@ def keys(s3_server, uri: str) -> list[str]:
 
 def bucket_config(tmp_path, s3_bucket, dataset: str, **train_kw):
     cfg = tiny_train_config(tmp_path, **train_kw)
-    cfg.data.output, cfg.train.storage = dataset, f"{s3_bucket}/runs"
+    cfg.data.dataset, cfg.train.storage = dataset, f"{s3_bucket}/runs"
     return cfg
 
 

@@ -33,7 +33,7 @@ def trained(tmp_path_factory) -> Path:
     """One tiny in-process training run (one epoch), shared by the tests; each works on copies of it."""
     root = tmp_path_factory.mktemp("trained")
     tiny_dataset().write(root / "dataset")
-    code = main(["train", f"data.output={root / 'dataset'}", f"train.storage={root / 'runs'}", "train.run_name=r1",
+    code = main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={root / 'runs'}", "train.run_name=r1",
                  "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
                  "model.max_len=8", "eval.n_negatives=5", "seed=3", "tracking.enabled=false", "--quiet"])
     assert code == 0

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def trained_run(tmp_path, dataset_dir, capsys):
     storage = tmp_path / "runs"
-    code = main(["train", f"data.output={dataset_dir}", f"train.storage={storage}", "train.run_name=cli",
+    code = main(["train", f"data.dataset={dataset_dir}", f"train.storage={storage}", "train.run_name=cli",
                  "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
                  "model.max_len=8", "eval.n_negatives=5", "seed=3"])
     out = capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_recommend_errors_name_what_was_expected(trained_run, capsys):
 
 
 def test_evaluate_command_scores_a_trained_run(trained_run, dataset_dir, capsys):
-    code = main(["evaluate", "--run", str(trained_run), f"data.output={dataset_dir}", "eval.n_negatives=5"])
+    code = main(["evaluate", "--run", str(trained_run), f"data.dataset={dataset_dir}", "eval.n_negatives=5"])
     assert code == 0
     saved = json.loads((trained_run / "results.json").read_text())["test"]["metrics"]["full"]["Food"]["MRR"]
     out = capsys.readouterr().out

@@ -162,8 +162,8 @@ def test_multimodal_model_with_learnable_weights_trains_from_a_feature_table(tmp
 def test_clear_errors_for_missing_dataset_and_features(tmp_path, dataset_dir):
     from llm_emf.config import ConfigError
     cfg = tiny_train_config(tmp_path, run_name="err")
-    cfg.data.output = str(tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match="data.output: expected a prepared dataset folder"):
+    cfg.data.dataset = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="data.dataset: expected a prepared dataset folder"):
         train(cfg)
     cfg = tiny_train_config(tmp_path, run_name="err2")
     cfg.model.use_text = True

@@ -42,7 +42,7 @@ def tiny_dataset(n_users: int = 120, seed: int = 0) -> Dataset:
 
 def tiny_train_config(tmp_path, **train) -> Config:
     cfg = Config()
-    cfg.data.output = str(tmp_path / "dataset")
+    cfg.data.dataset = str(tmp_path / "dataset")
     m = cfg.model
     m.hidden_size, m.n_heads, m.n_blocks, m.max_len, m.dropout = 16, 1, 1, 8, 0.1
     t = cfg.train

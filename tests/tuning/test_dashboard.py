@@ -39,7 +39,7 @@ def test_the_dashboard_answers_during_a_local_sweep(tmp_path):
     from llm_emf.data.prepare import prepare_dataset
 
     dataset = tmp_path / "sample"
-    prepare_dataset(load_config(None, ["data.source=sample", f"data.output={dataset}"]))
+    prepare_dataset(load_config(None, ["data.source=sample", f"data.dataset={dataset}"]))
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
@@ -47,7 +47,7 @@ def test_the_dashboard_answers_during_a_local_sweep(tmp_path):
     for name in ("LLM_EMF_RAY_DASHBOARD", "RAY_ADDRESS", "RAY_AUTH_MODE"):   # the defaults a user has
         env.pop(name, None)
     cmd = [str(Path(sys.executable).parent / "llm-emf"), "tune", "--space", str(ROOT / "tune_spaces/attention.yaml"),
-           f"data.output={dataset}", f"tune.storage={tmp_path / 'tune'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+           f"data.dataset={dataset}", f"tune.storage={tmp_path / 'tune'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
            "tune.num_samples=2", "tune.cpus_per_trial=1", "model.hidden_size=16", "train.epochs=4",
            "train.batch_size=64", "eval.n_negatives=49", "eval.protocol=sampled", "train.select_protocol=sampled"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ def sample_dataset(tmp_path_factory):
     from llm_emf.data.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("sample")
-    prepare_dataset(load_config(None, ["data.source=sample", f"data.output={out}"]))
+    prepare_dataset(load_config(None, ["data.source=sample", f"data.dataset={out}"]))
     return out
 
 
@@ -33,7 +33,7 @@ def local_ray():
 
 def _cfg(dataset, tmp_path, space, *extra):
     return load_config(None, [
-        f"data.output={dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",
+        f"data.dataset={dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "model.hidden_size=16", "train.epochs=3",
         "train.batch_size=64", "eval.n_negatives=49", "eval.protocol=sampled", "train.select_protocol=sampled",
         "tune.cpus_per_trial=0.5", "seed=3", *extra])

@@ -8,16 +8,16 @@
     2023 reviews   user_id, parent_asin, timestamp (milliseconds)
     2023 metadata  parent_asin, title, store, categories, features, description, images [{thumb, large, hi_res}]
 
-The folder holds two domains (data.amazon_domains picks two when it holds more); X is the first named, else
+The folder holds two domains (data.amazon.domains picks two when it holds more); X is the first named, else
 the first in alphabetical order. Domain names are the file stems unless data.domain_x / data.domain_y are set.
-Each file's schema is told by the fields of its first JSON object (data.amazon_schema forces one). Reviews
-are read in batches of data.amazon_batch_rows lines; each batch keeps only user, item and time, as int32 codes
+Each file's schema is told by the fields of its first JSON object (data.amazon.schema forces one). Reviews
+are read in batches of data.amazon.batch_rows lines; each batch keeps only user, item and time, as int32 codes
 (dictionary-encoded incrementally, in order of first appearance) and int64 milliseconds, so memory grows by
 16 bytes a review plus the distinct ids (Arrow strings); the recipe (amazon_recipe.py) works on those codes
 and builds the sequence table's Arrow buffers directly.
 
-Item text (``title``) is the title plus the metadata fields in data.amazon_text_fields, HTML entities
-unescaped and tags removed, cut at data.amazon_text_chars; ``attributes`` keeps those raw fields as JSON;
+Item text (``title``) is the title plus the metadata fields in data.amazon.text_fields, HTML entities
+unescaped and tags removed, cut at data.amazon.text_chars; ``attributes`` keeps those raw fields as JSON;
 ``image_uri`` is the largest image (2018: imageURLHighRes, else imageURL; 2023: the MAIN image's hi_res,
 else large, else thumb). Items without a metadata row are kept with no text and counted.
 
@@ -26,8 +26,9 @@ the schema's: 2018 seconds, 2023 milliseconds) are reported to BadRows: a DataEr
 quarantined under data.skip_bad_rows. A review repeated exactly (same user, item and time) is counted and
 dropped by the recipe (amazon_recipe.py); ``import_dataset``'s callers check that both domains kept items.
 
-Case ids: the user id for train rows (and every row with amazon_holdout=merged); ``<user>:<domain name>`` for
-the valid/test cases of amazon_holdout=domain, the names at import time recorded as ``extra.case_id_suffixes``.
+Case ids: the user id for train rows (and every row with data.amazon.holdout=merged); ``<user>:<domain name>``
+for the valid/test cases of data.amazon.holdout=domain, the names at import time recorded as
+``extra.case_id_suffixes``.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def domain_files(folder: Path, wanted: str) -> list[tuple[str, Path, Path]]:
     domains = [s.strip() for s in wanted.split(",") if s.strip()] if wanted else \
         sorted(s[len("meta_"):] for s in stems if s.startswith("meta_"))
     if len(domains) != 2:
-        where = "data.amazon_domains" if wanted else f"meta_<Domain>.jsonl[.gz] files in {folder}"
-        raise DataError(folder, None, f"two domains ({where}; data.amazon_domains=X,Y picks two)",
+        where = "data.amazon.domains" if wanted else f"meta_<Domain>.jsonl[.gz] files in {folder}"
+        raise DataError(folder, None, f"two domains ({where}; data.amazon.domains=X,Y picks two)",
                         f"{len(domains)}: {domains[:6]}{found}")
     out = []
     for domain in domains:
@@ -87,7 +88,7 @@ def domain_files(folder: Path, wanted: str) -> list[tuple[str, Path, Path]]:
             path = single_file(folder / name, f"{kind} file for domain {domain!r}", candidates)
             if path is None:
                 raise DataError(folder / name, None, f"one {kind} file for domain {domain!r} ({name}, or "
-                                f"{domain}_5.json[.gz] for reviews; data.amazon_domains names the stems)",
+                                f"{domain}_5.json[.gz] for reviews; data.amazon.domains names the stems)",
                                 f"none{found}")
             paths.append(path)
         out.append((domain, paths[0], paths[1]))
@@ -101,7 +102,7 @@ def schema_of(path: Path, row: dict, line: int, forced: int, fields: dict[str, t
         if all(f in row for f in fields[schema]):
             return schema
     expected = " or ".join(f"{s} fields {', '.join(fields[s])}" for s in SCHEMAS)
-    raise DataError(path, line, f"{expected} (or data.amazon_schema set)", f"fields {sorted(row)[:12]}")
+    raise DataError(path, line, f"{expected} (or data.amazon.schema set)", f"fields {sorted(row)[:12]}")
 
 
 def json_rows(path: Path, bad: BadRows):
@@ -246,7 +247,7 @@ def read_metadata(path: Path, wanted: list[str], cfg: DataConfig, bad: BadRows) 
     for number, row, text in json_rows(path, bad):
         rows += 1                          # JSON objects; unparseable lines are counted in bad_rows
         if schema is None:
-            schema = schema_of(path, row, number, cfg.amazon_schema, {s: (META_ID[s],) for s in SCHEMAS})
+            schema = schema_of(path, row, number, cfg.amazon.schema, {s: (META_ID[s],) for s in SCHEMAS})
         item = _id(row.get(META_ID[schema]))
         if item is None:
             bad.report(path, number, f"a non-empty {META_ID[schema]} ({schema} metadata)",
@@ -258,7 +259,7 @@ def read_metadata(path: Path, wanted: list[str], cfg: DataConfig, bad: BadRows) 
         if found[at] is not None:          # the 2018 dumps repeat some items: the first row wins
             duplicates += 1
             continue
-        title, attributes = item_text(row, schema, cfg.amazon_text_fields, cfg.amazon_text_chars)
+        title, attributes = item_text(row, schema, cfg.amazon.text_fields, cfg.amazon.text_chars)
         found[at] = (title, largest_image(row, schema), attributes)
     missing = sum(f is None for f in found)
     summary = {"file": path.name, "schema": schema, "rows": rows, "bad_rows": len(bad) - bad_before,
@@ -271,16 +272,16 @@ def read_metadata(path: Path, wanted: list[str], cfg: DataConfig, bad: BadRows) 
 # --- the importer -----------------------------------------------------------------------------------------
 
 def check_config(cfg: DataConfig) -> None:
-    unknown = [f for f in cfg.amazon_text_fields if f not in TEXT_FIELDS]
+    unknown = [f for f in cfg.amazon.text_fields if f not in TEXT_FIELDS]
     if unknown:
-        raise ConfigError(f"data.amazon_text_fields: expected names among {list(TEXT_FIELDS)}, found {unknown}")
+        raise ConfigError(f"data.amazon.text_fields: expected names among {list(TEXT_FIELDS)}, found {unknown}")
 
 
 def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
     check_config(cfg)
-    files = domain_files(folder, cfg.amazon_domains)
-    users = Codes(cfg.amazon_batch_rows)   # one code per user across both domains: X's file first, then Y's
-    reviews = [read_reviews(r, cfg.amazon_schema, cfg.amazon_batch_rows, bad, users) for _, r, _ in files]
+    files = domain_files(folder, cfg.amazon.domains)
+    users = Codes(cfg.amazon.batch_rows)   # one code per user across both domains: X's file first, then Y's
+    reviews = [read_reviews(r, cfg.amazon.schema, cfg.amazon.batch_rows, bad, users) for _, r, _ in files]
     names = resolve_names(cfg, DomainNames((files[0][0], files[1][0]), f"file names in {folder.name}"))
     result = run_recipe(reviews, users.ids, cfg, names.names, folder)
     item_ids, titles, images, attributes, metadata = [], [], [], [], []
@@ -301,7 +302,7 @@ def import_amazon(folder: Path, cfg: DataConfig, bad: BadRows) -> Dataset:
              "reviews": [r.summary for r in reviews], "metadata": metadata,
              "items_missing_metadata": [m["items_without_metadata"] for m in metadata],
              "items_in_both_domains": len(shared), "recipe": result.counts,
-             "case_ids": ("<user>" if cfg.amazon_holdout == "merged" else
+             "case_ids": ("<user>" if cfg.amazon.holdout == "merged" else
                           "<user> for train rows, <user>:<domain> for the valid/test cases (one per domain)"),
              "case_id_suffixes": [f":{n}" for n in names.names]}
     meta = DatasetMeta(name=cfg.name or folder.name, domains=names.names, n_items=n_items, source=str(folder),

@@ -3,12 +3,12 @@
 0. exact repeats: a review line repeated with the same user, item and time (the dumps hold some) is dropped,
    its first occurrence kept, and counted per domain (``repeated_reviews``): kept, it would double the
    interaction and move the k-core;
-1. k-core per domain (data.amazon_k_core): drop users and items with fewer than k interactions in that
+1. k-core per domain (data.amazon.k_core): drop users and items with fewer than k interactions in that
    domain, again and again until nothing changes (a round is a pass that dropped something);
-2. data.amazon_min_per_domain: a user's interactions in a domain where they have fewer than that are dropped;
-3. data.amazon_overlap_only: users left with interactions in both domains (the later steps do not re-run 1);
+2. data.amazon.min_per_domain: a user's interactions in a domain where they have fewer than that are dropped;
+3. data.amazon.overlap_only: users left with interactions in both domains (the later steps do not re-run 1);
 4. merge: each user's interactions of both domains by time; ties keep X's file before Y's, then file order;
-5. hold out (data.amazon_holdout):
+5. hold out (data.amazon.holdout):
    ``domain``: in each domain the user's last interaction is a test target and the one before a valid
    target (a domain with one interaction gives a test target only). Each target is a case whose history is
    everything earlier in the merged sequence; case ids are ``<user>:<domain name>``. The train sequence is
@@ -115,8 +115,8 @@ def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tupl
         r.users.clear(), r.items.clear(), r.times.clear()
     n_users = len(user_names)
     keep = np.ones(len(user), dtype=bool)
-    counts: dict = {"settings": {"k_core": cfg.amazon_k_core, "min_per_domain": cfg.amazon_min_per_domain,
-                                 "overlap_only": cfg.amazon_overlap_only, "holdout": cfg.amazon_holdout},
+    counts: dict = {"settings": {"k_core": cfg.amazon.k_core, "min_per_domain": cfg.amazon.min_per_domain,
+                                 "overlap_only": cfg.amazon.overlap_only, "holdout": cfg.amazon.holdout},
                     "read": tally(user, item, domain, keep)}
 
     keep &= ~repeated(user, item, domain, times)
@@ -127,15 +127,15 @@ def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tupl
     rounds = []
     for d in (0, 1):
         rows = np.flatnonzero((domain == d) & keep)
-        kept, r = k_core(user[rows], item[rows], cfg.amazon_k_core)
+        kept, r = k_core(user[rows], item[rows], cfg.amazon.k_core)
         keep[rows[~kept]] = False
         rounds.append(r)
     del rows, kept
     counts["k_core"] = [dict(left, rounds=r) for left, r in zip(tally(user, item, domain, keep), rounds)]
 
-    if cfg.amazon_min_per_domain > 1:
+    if cfg.amazon.min_per_domain > 1:
         per = per_user_domain(user, domain, keep, n_users)
-        short = (per > 0) & (per < cfg.amazon_min_per_domain)                 # (n_users, 2)
+        short = (per > 0) & (per < cfg.amazon.min_per_domain)                 # (n_users, 2)
         keep &= ~short[user, domain]
         counts["min_per_domain"] = [dict(left, users_dropped=int(short[:, d].sum()))
                                     for d, left in enumerate(tally(user, item, domain, keep))]
@@ -143,7 +143,7 @@ def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tupl
     per = per_user_domain(user, domain, keep, n_users)
     both = (per > 0).all(axis=1)
     counts["users_in_both_domains"] = int(both.sum())
-    if cfg.amazon_overlap_only:
+    if cfg.amazon.overlap_only:
         keep &= both[user]
         counts["overlap"] = tally(user, item, domain, keep)
 
@@ -168,11 +168,11 @@ def run_recipe(reviews: list, user_names: pa.Array, cfg: DataConfig, names: tupl
     del order
     u, d, stamps = user[rows], domain[rows], times[rows] // 1000
     del user, domain, times, rows
-    sequences, split_counts = hold_out(u, d, local, stamps, user_names, names, cfg.amazon_holdout)
+    sequences, split_counts = hold_out(u, d, local, stamps, user_names, names, cfg.amazon.holdout)
     counts["split"] = split_counts
     if not sequences.num_rows:
-        raise DataError(where, None, "users left after the recipe (data.amazon_k_core, amazon_min_per_domain, "
-                        "amazon_overlap_only)", f"none; steps: {counts}")
+        raise DataError(where, None, "users left after the recipe (data.amazon.k_core, min_per_domain, "
+                        "overlap_only)", f"none; steps: {counts}")
     return RecipeResult(sequences, (item_ids[0], item_ids[1]), counts)
 
 
