@@ -1,7 +1,7 @@
 """Time and peak memory of ``data.format=amazon`` on a synthetic two-domain dump of N reviews (2023 schema).
 
-    python bench/data/amazon_scale.py --reviews 200000              # ~1 min on a busy 2-core machine
-    python bench/data/amazon_scale.py --reviews 10000000            # the target size: wants free cores, ~10 GB disk
+    python -m bench.data.amazon_scale --reviews 200000              # ~1 min on a busy 2-core machine
+    python -m bench.data.amazon_scale --reviews 10000000            # the target size: wants free cores, ~10 GB disk
 
 Writes ``<Food|Kitchen>.jsonl.gz`` and ``meta_<...>.jsonl.gz`` (N/2 reviews each, review text included, as
 in the real dumps) under --work, then runs the import + the recipe (5-core, users in both domains, per-domain
@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import command_line
 
 WORDS = {  # per domain: adjectives, nouns, brands
     0: (["Organic", "Dark", "Salted", "Spicy", "Roasted", "Sweet", "Smoked", "Crunchy", "Wild", "Golden"],
@@ -150,7 +152,7 @@ def main() -> None:
     run = child("data.format=amazon", f"data.source={dump}", f"data.dataset={Path(args.work) / 'prepared'}",
                 f"data.amazon.batch_rows={args.batch_rows}")
     size = sum(f.stat().st_size for f in dump.iterdir())
-    result = {"command": "python " + " ".join(sys.argv), "reviews": args.reviews, "schema": args.schema,
+    result = {"command": command_line(__spec__.name, sys.argv[1:]), "reviews": args.reviews, "schema": args.schema,
               "dump_mib_gzip": round(size / 2 ** 20, 1), "generate_s": generate_s, "dump_reused": reused,
               "prepare_s": round(run["prepare_s"], 1), "reviews_per_s": round(args.reviews / run["prepare_s"]),
               "peak_rss_mib": round(run["peak_rss_mib"]), "library_only_rss_mib": round(baseline["peak_rss_mib"]),

@@ -7,7 +7,7 @@ For every enriched item (an ``llm-emf enrich`` output table: ``title``, ``enrich
 - **cosine**: of the all-MiniLM-L6-v2 vectors of the title and of the text the embed job encodes (title plus
   enrichment). Near 1, the item vector barely moves, so the enrichment cannot change what a model learns.
 
-    python bench/features/enrich_novelty.py --enriched runs/fk_enriched.parquet --out bench/results/enrich_novelty_qwen05
+    python -m bench.features.enrich_novelty --enriched runs/fk_enriched.parquet --out bench/results/enrich_novelty_qwen05
 
 Writes ``<out>.json`` and ``<out>.md`` (with the command and a few examples).
 """
@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from bench import command_line
 
 WORD = re.compile(r"[a-z]{4,}")
 # The prompt's section labels and common function words: "new" only if a word says something about the item.
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r, c in zip(rows, cosines):
         r["cosine"] = float(c)
     summary = summarise(rows, cosines)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = command_line(__spec__.name, sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "enriched": args.enriched,

@@ -8,7 +8,7 @@ back (from the time each part file is written) against the plain loop's rate wit
 both paths use are imported before either is timed. Writes bench/results/overhead.{json,md}; ``--only``
 reruns one job and keeps the other's last result.
 
-    python bench/features/overhead.py --enrich-items 512 --enrich-batch 16 --embed-items 100000
+    python -m bench.features.overhead --enrich-items 512 --enrich-batch 16 --embed-items 100000
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import write_catalog  # noqa: E402
-
-from llm_emf.config import load_config  # noqa: E402
-from llm_emf.features.embed import run_embed  # noqa: E402
-from llm_emf.features.encoders import FeatureEncoder, clip_image_size  # noqa: E402
-from llm_emf.features.enrich import prompt_table, run_enrich  # noqa: E402
-from llm_emf.features.generation import TransformersEnricher  # noqa: E402
-from llm_emf.features.images import ImageLoader  # noqa: E402
-from llm_emf.features.model_source import resolve_model  # noqa: E402
-from llm_emf.jobs import parts  # noqa: E402
+from bench import command_line
+from bench.features.synthetic import write_catalog
+from llm_emf.config import load_config
+from llm_emf.features.embed import run_embed
+from llm_emf.features.encoders import FeatureEncoder, clip_image_size
+from llm_emf.features.enrich import prompt_table, run_enrich
+from llm_emf.features.generation import TransformersEnricher
+from llm_emf.features.images import ImageLoader
+from llm_emf.features.model_source import resolve_model
+from llm_emf.jobs import parts
 
 DOMAINS = ("Food", "Kitchen")
 
@@ -176,7 +175,7 @@ def main() -> None:
     work = Path(args.work)
     catalog = write_catalog(work / "catalog", max(args.embed_items, args.enrich_items))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    command = "python " + " ".join(sys.argv)
+    command = command_line(__spec__.name, sys.argv[1:])
     result = {"torch_threads": torch.get_num_threads(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
     for job, bench in (("enrich", bench_enrich), ("embed", bench_embed)):
         if args.only in (None, job):

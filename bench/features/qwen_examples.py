@@ -1,7 +1,7 @@
 """Enrich a few real Food/Kitchen titles with the embedded Qwen2.5-Coder-0.5B-Instruct through the Ray job
 and write the examples to bench/results/qwen_enrich_examples.md (a quality spot check, not a benchmark).
 
-    python bench/features/qwen_examples.py --n 8
+    python -m bench.features.qwen_examples --n 8
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import command_line
 from llm_emf.config import load_config
 from llm_emf.data.schema import ITEM_SCHEMA
 from llm_emf.features.enrich import run_enrich
@@ -54,7 +55,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     rows = pq.read_table(work / "enriched.parquet").to_pylist()
     lines = [f"# Enrichment examples: {cfg.features.enrich.model}", "",
-             f"Command: `python {' '.join(sys.argv)}`  ",
+             f"Command: `{command_line(__spec__.name, sys.argv[1:])}`  ",
              f"{summary.done} items, {summary.failed} failed, {summary.counters.get('new_tokens', 0)} new tokens, "
              f"{wall:.1f} s wall (includes model load); max_new_tokens={cfg.features.enrich.max_new_tokens}, greedy.", ""]
     for r in rows:

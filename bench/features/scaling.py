@@ -1,8 +1,8 @@
 """How the stage-1 feature jobs grow with the catalog: 10k, 100k and 1M synthetic items.
 
-    python bench/features/scaling.py --sizes 10000,100000,1000000 --jobs enrich,embed
+    python -m bench.features.scaling --sizes 10000,100000,1000000 --jobs enrich,embed
 
-Each (job, size) runs ``bench/features/stream_memory.py`` in a fresh process (its own Ray, so memory peaks
+Each (job, size) runs ``bench.features.stream_memory`` in a fresh process (its own Ray, so memory peaks
 are its own): ``enrich`` with backend none (the Ray Data pipeline, prompt text and Parquet output without an
 LLM: what grows with the catalog; LLM tokens/s are in overhead.md) and ``embed`` with the tiny CLIP text
 and image towers on synthetic images. Writes ``<out>.json``, ``<out>.md`` and ``<out>.png`` (wall time and
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from bench import command_line
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     for job in args.jobs.split(","):
         for n in (int(s) for s in args.sizes.split(",")):
             target = Path(args.work) / f"{job}_{n}.json"
-            cmd = [sys.executable, str(HERE / "stream_memory.py"), "--job", job, "--items", str(n),
+            cmd = [sys.executable, "-m", "bench.features.stream_memory", "--job", job, "--items", str(n),
                    "--batch-size", str(args.batch_size), "--work", f"{args.work}/{n}", "--out", str(target)]
             print("$", " ".join(cmd[1:]), flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     done = {(r["job"], r["items"]) for r in rows}
     rows += [r for r in previous if (r.get("job", "embed"), r["items"]) not in done]
     rows.sort(key=lambda r: (r["job"], r["items"]))
-    doc = {"command": " ".join(["python"] + sys.argv), "cpus": os.cpu_count(), "results": rows}
+    doc = {"command": command_line(__spec__.name, sys.argv[1:]), "cpus": os.cpu_count(), "results": rows}
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     plot(rows, out.with_suffix(".png"))
     lines = ["# Feature jobs vs catalog size", "", f"Command: `{doc['command']}`", "",

@@ -3,10 +3,10 @@
 Samples the resident memory of the driver and every Ray worker every 0.5 s and records the peaks, then
 checks that the output has one row per item. Writes bench/results/stream_memory.json.
 
-    python bench/features/stream_memory.py --items 100000
-    python bench/features/stream_memory.py --job enrich --items 100000   # backend none: Ray Data + Parquet only
+    python -m bench.features.stream_memory --items 100000
+    python -m bench.features.stream_memory --job enrich --items 100000   # backend none: Ray Data + Parquet only
 
-``bench/features/scaling.py`` runs it for 10k / 100k / 1M items and tabulates the results.
+``bench.features.scaling`` runs it for 10k / 100k / 1M items and tabulates the results.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import write_catalog  # noqa: E402
-
-from llm_emf.config import load_config  # noqa: E402
-from llm_emf.features.embed import run_embed  # noqa: E402
-from llm_emf.features.enrich import run_enrich  # noqa: E402
+from bench import command_line
+from bench.features.synthetic import write_catalog
+from llm_emf.config import load_config
+from llm_emf.features.embed import run_embed
+from llm_emf.features.enrich import run_enrich
 
 
 class RssSampler(threading.Thread):
@@ -85,7 +84,7 @@ def main() -> None:
     ray.shutdown()
     rows = pq.read_metadata(output).num_rows
     result = {
-        "command": "python " + " ".join(sys.argv), "job": args.job,
+        "command": command_line(__spec__.name, sys.argv[1:]), "job": args.job,
         "items": args.items, "output_rows": rows, "rows_match": rows == args.items,
         "batch_size": args.batch_size, "object_store_memory_bytes": 1 << 30, "wall_s": round(wall, 1),
         "items_per_s": round(args.items / wall, 1),

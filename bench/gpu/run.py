@@ -290,7 +290,8 @@ def eval_dataset(sizes: dict, seed: int = 1):
 
 def measure_eval(dataset, sizes: dict, device: str, batch_size: int) -> dict:
     from llm_emf.evaluation import evaluate
-    from llm_emf.model import build_model, make_scorer
+    from llm_emf.model import build_model
+    from llm_emf.serving.scoring import make_scorer
 
     cfg = model_config()
     cfg.train.eval_batch_size = batch_size

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from paired import ranks_by_variant
+from bench.quality.paired import ranks_by_variant
 
 # (lowest count, highest count, label): the target's occurrences in the training sequences
 BUCKETS = ((0, 4, "< 5"), (5, 19, "5-19"), (20, 99, "20-99"), (100, 10**9, ">= 100"))

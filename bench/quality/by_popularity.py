@@ -1,6 +1,6 @@
 """Where a model wins or loses: test MRR split by how often the target item appears in training.
 
-    python bench/quality/by_popularity.py --runs runs/quality_fk/quality-id_only-4df560cc \
+    python -m bench.quality.by_popularity --runs runs/quality_fk/quality-id_only-4df560cc \
         runs/quality_fk/quality-title_text_learnable-XXXX --out bench/results/quality_fk_by_popularity
 
 For each trained run (its best-validation state per domain) every test case is ranked against all items of
@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import command_line
+from bench.quality.buckets import BUCKETS  # shared with run.py's bucket table
+from llm_emf.data.cold import train_counts
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation.evaluator import split_targets
 from llm_emf.evaluation.metrics import target_ranks
-from llm_emf.training.restore import load_models
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from buckets import BUCKETS  # noqa: E402  (shared with run.py's bucket table)
-from llm_emf.data.cold import train_counts  # noqa: E402
+from llm_emf.serving import load_models
 
 
 def analyse(run: str, dataset: Dataset, counts: np.ndarray) -> dict:
@@ -76,7 +75,8 @@ def main(argv=None) -> int:
     dataset = Dataset.read(args.dataset) if args.dataset else load_models(args.runs[0])[1]
     counts = train_counts(dataset)
     results = [analyse(r, dataset, counts) for r in args.runs]
-    doc = {"command": " ".join(["python"] + sys.argv), "dataset": dataset.meta.name, "results": results}
+    doc = {"command": command_line(__spec__.name, sys.argv[1:] if argv is None else argv),
+           "dataset": dataset.meta.name, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [f"# Test MRR (full ranking) by the target's training frequency: {dataset.meta.name}", "",

@@ -10,7 +10,7 @@ For each test (or valid) case, by domain and target kind (cold: in no training s
   the dataset's own candidates (same sampled negatives as the quality benchmark), so its cold and warm HR@10
   are what titles alone rank, with no collaborative signal at all.
 
-    python bench/quality/cold_content.py --dataset runs/fk_cold --features runs/fk/features.parquet \\
+    python -m bench.quality.cold_content --dataset runs/fk_cold --features runs/fk/features.parquet \\
         --out bench/results/cold_fk_content
 
 Writes ``<out>.json`` and ``<out>.md`` with the command.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from bench import command_line
 from llm_emf.config import load_config
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset, domain_of, domain_slice
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     sims = case_similarities(dataset, content, trained, args.split)
     ranker = evaluate(history_scorer(content, dataset.n_x, dataset.n_y), dataset, args.split, cfg,
                       scorer_name="content").to_dict()
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = command_line(__spec__.name, sys.argv[1:] if argv is None else argv)
     rows = {}
     for domain, kinds in sims.items():
         for kind, cell in kinds.items():

@@ -1,6 +1,6 @@
 """Merge the JSON of several quality-benchmark invocations into one report.
 
-    python bench/quality/merge.py --out bench/results/quality_fk_converged \
+    python -m bench.quality.merge --out bench/results/quality_fk_converged \
         bench/results/quality_fk_converged_main.json bench/results/quality_fk_converged_side.json
 
 Long benchmarks on a small machine run as parallel invocations (one torch thread each), each with its own
@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import write_outputs  # noqa: E402
+from bench import command_line
+from bench.quality.run import write_outputs
 
 MUST_AGREE = ("dataset", "common_overrides", "targets", "target_train_counts")
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.inputs]
     doc = merge(docs, args.inputs, tuple(v for v in args.exclude.split(",") if v))
     doc["notes"] += [n for n in args.note if n not in doc["notes"]]
-    doc["merge_command"] = "python bench/quality/merge.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc["merge_command"] = command_line(__spec__.name, sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_outputs(out, doc, final=True, analysis={"reference": args.reference, "n_boot": args.bootstrap,

@@ -11,10 +11,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-from buckets import bucket_markdown
-from by_target import target_kind_markdown
-from paired import paired_markdown
-from table import markdown_table
+from bench.quality.buckets import bucket_markdown
+from bench.quality.by_target import target_kind_markdown
+from bench.quality.paired import paired_markdown
+from bench.quality.table import markdown_table
 
 _PACKED = re.compile(r'"\\u0000(\d+)\\u0000"')
 

@@ -2,7 +2,7 @@
 
 Convergence protocol (every run trains until early stopping; differences tested over the test cases):
 
-    python bench/quality/run.py --dataset runs/fk --features runs/fk/features.parquet \
+    python -m bench.quality.run --dataset runs/fk --features runs/fk/features.parquet \
         --variants popularity,sasrec,id_only,text,text_only --seeds 1,2,3 --converge \
         --out bench/results/quality_fk_converged --storage runs/quality_conv --resume \
         model.hidden_size=64 train.epochs=40 train.patience=3 train.batch_size=256 train.bf16=true
@@ -23,19 +23,18 @@ import hashlib
 import json
 import os
 import platform
-import shlex
 import signal
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from buckets import bucket_table  # noqa: E402
-from by_target import target_kind_table  # noqa: E402
-from cases import check_case_order, ranks_of, targets_by_domain  # noqa: E402
-from paired import paired_differences  # noqa: E402
-from report import dumps, markdown_report, unconverged  # noqa: E402
-from table import aggregate, markdown_table, means  # noqa: E402
+from bench import command_line
+from bench.quality.buckets import bucket_table
+from bench.quality.by_target import target_kind_table
+from bench.quality.cases import check_case_order, ranks_of, targets_by_domain
+from bench.quality.paired import paired_differences
+from bench.quality.report import dumps, markdown_report, unconverged
+from bench.quality.table import aggregate, markdown_table, means
 
 # Variant name -> config overrides on top of the common ones ({features} is --features).
 VARIANTS = {
@@ -276,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                                       f"quality-{out.name}", tags={"llm_emf.role": "benchmark"}, log_config=False)
     doc = {"dataset": args.dataset, "features": args.features, "variants": {v: table[v] for v in variants},
            "seeds": seeds, "common_overrides": args.overrides,
-           "command": "python bench/quality/run.py " + shlex.join(argv), "machine": machine(), "runs": [],
+           "command": command_line(__spec__.name, argv), "machine": machine(), "runs": [],
            "notes": list(args.note), "targets": targets, "target_train_counts": target_counts}
     if args.resume and out.with_suffix(".json").is_file():
         doc["runs"] = json.loads(out.with_suffix(".json").read_text(encoding="utf-8")).get("runs", [])

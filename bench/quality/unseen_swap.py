@@ -1,10 +1,10 @@
 """Re-score trained runs with another rule for their cold items, without retraining.
 
 ``model.unseen_id`` = neighbor, zero and mean have no trained weights, so a finished run can be evaluated
-under each (``llm_emf.training.restore.load_models(..., unseen_id=...)``); this isolates the rule from
+under each (``llm_emf.serving.load_models(..., unseen_id=...)``); this isolates the rule from
 training noise: same weights, same candidates, only the cold items' ID part changes.
 
-    python bench/quality/unseen_swap.py --runs runs/quality_cold/quality-text_unseen_zero-6f32c3c3 \\
+    python -m bench.quality.unseen_swap --runs runs/quality_cold/quality-text_unseen_zero-6f32c3c3 \\
         --rules as_trained,neighbor:1,neighbor:5,neighbor:20,zero,mean --out bench/results/cold_fk_unseen_swap
 
 Writes ``<out>.json`` (every run x rule's test EvalResult) and ``<out>.md`` (cold and warm targets per
@@ -17,19 +17,15 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from by_target import target_kind_markdown, target_kind_table  # noqa: E402
-
-from llm_emf.data.schema import Dataset  # noqa: E402
-from llm_emf.evaluation.evaluator import evaluate  # noqa: E402
-from llm_emf.model import make_scorer  # noqa: E402
-from llm_emf.training.restore import load_models  # noqa: E402
+from bench import command_line
+from bench.quality.by_target import target_kind_markdown, target_kind_table
+from llm_emf.data.schema import Dataset
+from llm_emf.evaluation.evaluator import evaluate
+from llm_emf.serving import load_models, make_scorer
 
 
 def parse_rule(rule: str) -> tuple[str | None, int | None]:
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             records.append(score_run(run, rule, dataset, args.features, args.split))
             print(f"[unseen_swap] {records[-1]['variant']}: {time.perf_counter() - start:.0f} s", flush=True)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = command_line(__spec__.name, sys.argv[1:] if argv is None else argv)
     doc = {"command": command, "split": args.split, "machine": {"cpus": os.cpu_count(),
            "python": platform.python_version()}, "runs": records}
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """What the cross-domain attention reads, and how large its output is next to H and S.
 
-    python bench/quality/xattn_probe.py --runs runs/quality_conv/quality-id_only-XXXX --out bench/results/xattn_probe
+    python -m bench.quality.xattn_probe --runs runs/quality_conv/quality-id_only-XXXX --out bench/results/xattn_probe
 
 For every test case of a trained LLM-EMF run (each domain with its best-validation state) it rebuilds the
 prediction state h^D = H_t + (S^D + X^D) at the last D-position, where X^D is the cross-attention output,
@@ -23,9 +23,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from bench import command_line
 from llm_emf.model.batch import PAD, eval_inputs
 from llm_emf.model.network import embed
-from llm_emf.training.restore import load_models
+from llm_emf.serving import load_models
 
 
 def _attention(cross, single: torch.Tensor, mixed: torch.Tensor, mixed_time: torch.Tensor,
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench/results/xattn_probe")
     args = p.parse_args(argv)
     results = [probe(r) for r in args.runs]
-    doc = {"command": " ".join(["python"] + sys.argv), "results": results}
+    doc = {"command": command_line(__spec__.name, sys.argv[1:] if argv is None else argv), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(doc, indent=2) + "\n")
     keys = ["cases", "sees_no_mixed_column", "norm_H", "norm_S", "norm_X", "cos_X_H", "visible_columns",

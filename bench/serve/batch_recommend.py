@@ -1,6 +1,6 @@
 """Batch recommendations: ``llm-emf recommend --all`` (Ray Data, actor pool) against a plain loop, same run.
 
-    python bench/serve/batch_recommend.py --run runs/quality_conv/quality-text-1567af4e --split train
+    python -m bench.serve.batch_recommend --run runs/quality_conv/quality-text-1567af4e --split train
 
 The plain loop loads the run once in this process and scores the split's users in batches of
 ``--batch-size`` with the same ``top_k`` the job's actors call; the job is ``recommend_all`` on a local Ray
@@ -24,11 +24,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from bench import command_line
+from llm_emf.checkpoints import load_checkpoint_config
 from llm_emf.data.schema import Dataset
 from llm_emf.model.batch import Ragged
-from llm_emf.serving.batch import Recommender, recommend_all, top_k, users_of
-from llm_emf.training.checkpoint import load_checkpoint_config
-from llm_emf.training.restore import find_checkpoint, load_models
+from llm_emf.serving import find_checkpoint, load_models, top_k
+from llm_emf.serving.batch import Recommender, recommend_all, users_of
 
 
 def plain_loop(run: str, dataset: Dataset, split: str, k: int, batch_size: int) -> tuple[float, dict]:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     got = dict(zip(table["request"], table["item_indices"]))
     same = sum(got.get(r) == items for r, items in expected.items())
     result = {
-        "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": command_line(__spec__.name, sys.argv[1:] if argv is None else argv),
         "run": args.run, "dataset": dataset.meta.name, "split": args.split, "users": n_users, "k": args.k,
         "batch_size": args.batch_size, "concurrency": args.concurrency, "worker_niceness": args.worker_niceness,
         "plain_loop": {"seconds": round(loop_s, 2), "users_per_s": round(n_users / loop_s, 1)},

@@ -1,9 +1,9 @@
 """Training near the machine's limit: peak matmul rate, the FLOP bound of a training step, the fraction reached.
 
-    python bench/train/ceiling.py --dataset runs/fk --features runs/fk/features.parquet --label before
+    python -m bench.train.ceiling --dataset runs/fk --features runs/fk/features.parquet --label before
 
 The model is the quality benchmark's ``text`` variant (early fusion of ID and text, ``VARIANTS`` in
-bench/quality/run.py) with ``model.hidden_size=64 train.batch_size=256 train.bf16=true``; ``key=value``
+``bench.quality.run``) with ``model.hidden_size=64 train.batch_size=256 train.bf16=true``; ``key=value``
 arguments override the config further. A multiply-add counts 2 FLOPs; a matmul whose operands both need
 gradients costs 3x its forward (forward, input gradient, weight gradient). Per training sequence:
 
@@ -28,7 +28,6 @@ loop's own ``train_epoch`` over one batch) alternate in rounds so both see the s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -43,6 +42,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench import command_line
+from bench.quality.run import VARIANTS
 from llm_emf.config import load_config
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
@@ -65,11 +66,8 @@ MODEL_KEYS = ("hidden_size", "n_blocks", "n_heads", "max_len", "use_id", "use_te
 
 
 def quality_variant(name: str, features: str) -> list[str]:
-    """A variant's overrides from bench/quality/run.py (a script folder, so loaded by path)."""
-    spec = importlib.util.spec_from_file_location("quality_run", REPO / "bench" / "quality" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [o.replace("{features}", features) for o in module.VARIANTS[name]]
+    """A variant's overrides from the quality benchmark (``VARIANTS`` in bench/quality/run.py)."""
+    return [o.replace("{features}", features) for o in VARIANTS[name]]
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> list[float]:
@@ -233,7 +231,7 @@ def run_ceiling(args, overrides: list[str]) -> dict:
     for row in prof["categories"]:      # the time its matmuls would take at the peak rate
         row["ms_at_peak"] = batch[row["term"]] * len(rows) / peak / 1e6 if row["term"] else 0.0
     return {"label": args.label, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join(["python", *sys.argv]),
+            "command": command_line(__spec__.name, sys.argv[1:]),
             # "after" rows may run on uncommitted edits: the commit and the edited model/training files
             "git": {"commit": git("rev-parse", "--short", "HEAD"), "training_code_modified": git(
                 "status", "--short", "--", "llm_emf/model", "llm_emf/training").splitlines()},

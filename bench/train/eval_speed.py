@@ -1,6 +1,6 @@
 """Full-ranking evaluation of all test users: llm-emf's evaluator against a plain per-user loop, same run.
 
-    python bench/train/eval_speed.py --dataset runs/fk --features runs/fk_features/features_title_minilm.parquet
+    python -m bench.train.eval_speed --dataset runs/fk --features runs/fk_features/features_title_minilm.parquet
 
 The plain loop scores users in DataLoader batches (windows built per user in Python, as
 bench/train/speed.py's plain Dataset) and ranks each target with a full ``argsort``; llm-emf's evaluator
@@ -22,15 +22,15 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import PlainSequences, as_mixed_batch  # noqa: E402
-
-from llm_emf.config import Config  # noqa: E402
-from llm_emf.data.cold import trained_items  # noqa: E402
-from llm_emf.data.schema import Dataset  # noqa: E402
-from llm_emf.evaluation import evaluate  # noqa: E402
-from llm_emf.model import build_model, load_features_for, make_scorer  # noqa: E402
-from llm_emf.model.batch import sequences_of  # noqa: E402
+from bench import command_line
+from bench.train.speed import PlainSequences, as_mixed_batch
+from llm_emf.config import Config
+from llm_emf.data.cold import trained_items
+from llm_emf.data.schema import Dataset
+from llm_emf.evaluation import evaluate
+from llm_emf.model import build_model, load_features_for
+from llm_emf.model.batch import sequences_of
+from llm_emf.serving.scoring import make_scorer
 
 
 def plain_mrr(model, dataset: Dataset, split: str, batch_size: int) -> tuple[float, int]:
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
              "cpu_s": plain_cpu},
             {"evaluator": f"llm-emf evaluate (batches of {args.eval_batch_size})", "wall_s": ours_s,
              "cpu_s": ours_cpu}]
-    out = {"command": " ".join(["python"] + sys.argv), "dataset": dataset.meta.name, "split": args.split,
+    out = {"command": command_line(__spec__.name, sys.argv[1:]), "dataset": dataset.meta.name, "split": args.split,
            "cases": n, "mrr_checked_equal": mrr_ours, "model": "ID + text" if args.features else "ID only",
            "cpus": os.cpu_count(), "load_average_1min": [load_before, os.getloadavg()[0]], "results": rows,
            "speedup_wall": plain_s / ours_s, "speedup_cpu": plain_cpu / ours_cpu}

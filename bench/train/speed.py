@@ -1,6 +1,6 @@
 """Training speed of llm-emf against a plain PyTorch loop of the same model, measured in the same run.
 
-    python bench/train/speed.py --dataset runs/fk --features runs/fk_features/features_title_minilm.parquet
+    python -m bench.train.speed --dataset runs/fk --features runs/fk_features/features_title_minilm.parquet
 
 The *plain* loop is what a straightforward implementation looks like: a map-style ``torch.utils.data``
 Dataset that builds each user's windows in Python, the default DataLoader collate, fp32, and the loss as
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
+from bench import command_line
 from llm_emf.config import Config
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
                      "fused_loss": fused, "bf16": bf16, "sequences_per_s": 1.0 / per_seq,
                      "speedup_vs_plain": base / per_seq, "epoch_minutes": len(order) * per_seq / 60,
                      "timed_steps": len(times[name])})
-    out = {"command": " ".join(["python"] + sys.argv), "dataset": dataset.meta.name,
+    out = {"command": command_line(__spec__.name, sys.argv[1:]), "dataset": dataset.meta.name,
            "train_sequences": len(order), "n_items": [dataset.n_x, dataset.n_y],
            "model": "ID + text (early fusion)" if args.features else "ID only", "hidden_size": args.hidden,
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,

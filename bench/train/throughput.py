@@ -1,6 +1,6 @@
 """Training throughput (sequences/s) and full-ranking evaluation time, ID-only vs multimodal, on this machine.
 
-    python bench/train/throughput.py --dataset runs/dataset --steps 20 --batch-size 256
+    python -m bench.train.throughput --dataset runs/dataset --steps 20 --batch-size 256
 
 Without ``--features`` the multimodal variants use a synthetic feature table (random L2-normalised
 512-d text and image vectors for every item): throughput does not depend on the vectors' content, and
@@ -24,13 +24,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from bench import command_line
 from llm_emf.config import Config
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import evaluate
 from llm_emf.features.schema import FEATURE_SCHEMA
-from llm_emf.model import build_model, load_features_for, make_scorer
+from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import sequences_of
+from llm_emf.serving.scoring import make_scorer
 from llm_emf.training.loop import build_optimizer
 
 VARIANTS = {
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
                                                        f"{dataset.meta.fingerprint}_features.parquet"))
     results = {name: bench_variant(name, VARIANTS[name], dataset, args, features)
                for name in args.variants.split(",")}
-    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "dataset": dataset.meta.name,
+    out = {"command": command_line(__spec__.name, sys.argv[1:]), "dataset": dataset.meta.name,
            "n_items": [dataset.n_x, dataset.n_y], "features": "synthetic" if not args.features else args.features,
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,

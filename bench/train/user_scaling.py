@@ -1,6 +1,6 @@
 """How training time and memory grow with the number of users: the real dataset, and 10x its users.
 
-    python bench/train/user_scaling.py --dataset runs/fk --factors 1,10
+    python -m bench.train.user_scaling --dataset runs/fk --factors 1,10
 
 For each factor k a dataset with k copies of every training user (fresh user ids; the same items,
 validation and test) is written to a temp folder, and a fresh process (so peak memory is its own) reads
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from bench import command_line
 
 
 def tiled_dataset(source: str, factor: int, folder: Path) -> Path:
@@ -101,14 +103,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="llm_emf_users_") as tmp:
         for k in (int(f) for f in args.factors.split(",")):
             folder = tiled_dataset(args.dataset, k, Path(tmp) / f"x{k}")
-            out = subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--one", str(folder),
+            out = subprocess.run([sys.executable, "-m", __spec__.name, "--dataset", args.dataset, "--one", str(folder),
                                   "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                                   "--hidden", str(args.hidden)], check=True, capture_output=True, text=True)
             rows.append({"factor": k, **json.loads(out.stdout.strip().splitlines()[-1])})
             print(rows[-1], flush=True)
-    result = {"command": " ".join(["python"] + sys.argv), "dataset": args.dataset, "batch_size": args.batch_size,
-              "hidden_size": args.hidden, "model": "ID only, fused loss, bf16", "cpus": os.cpu_count(),
-              "load_average_1min": os.getloadavg()[0], "results": rows}
+    result = {"command": command_line(__spec__.name, sys.argv[1:]), "dataset": args.dataset,
+              "batch_size": args.batch_size, "hidden_size": args.hidden, "model": "ID only, fused loss, bf16",
+              "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Training vs number of users ({args.dataset})", "", f"Command: `{result['command']}`", "",

@@ -26,10 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _load_model_scorer(run: str, dataset: Dataset, cfg: Config):
     if not files.exists(run):
         raise ConfigError(f"--run: expected a run folder or checkpoint, found no such path '{run}'")
-    try:
-        from llm_emf.training import load_scorer
-    except ImportError as e:   # the training package is absent or does not offer load_scorer
-        raise ConfigError(f"--run needs llm_emf.training.load_scorer, which is not available ({e})") from None
+    from llm_emf.serving import load_scorer
     return load_scorer(run, dataset, cfg)
 
 
@@ -58,8 +55,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         cfg.data.dataset = args.dataset     # negatives default to living next to the dataset that is evaluated
     elif args.run and cfg.data.dataset == Config().data.dataset:
         # No dataset named: evaluate on the one the run was trained on (recorded in its checkpoint).
-        from llm_emf.training import find_checkpoint
-        from llm_emf.training.checkpoint import load_checkpoint_config
+        from llm_emf.checkpoints import load_checkpoint_config
+        from llm_emf.serving import find_checkpoint
         cfg.data.dataset = load_checkpoint_config(find_checkpoint(args.run)).data.dataset
     dataset = Dataset.read(cfg.data.dataset)
     if args.baseline:

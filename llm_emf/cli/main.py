@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: BaseException) -> bool:
     """A bad file the user can fix (errors of modules that are only imported when a command needs them)."""
-    checkpoint = sys.modules.get("llm_emf.training.checkpoint")
+    checkpoint = sys.modules.get("llm_emf.checkpoints")
     return checkpoint is not None and isinstance(e, checkpoint.CorruptCheckpoint)
 
 

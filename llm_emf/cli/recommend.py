@@ -48,7 +48,7 @@ def user_history(dataset: Dataset, user: str) -> list[int]:
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
-    from llm_emf.training import load_models, recommend
+    from llm_emf.serving import load_models, recommend
 
     if args.k < 1:
         raise ConfigError(f"-k: expected a positive integer, found {args.k}")

@@ -2,12 +2,11 @@
 
 ``build_model(cfg.model, n_x, n_y, features)`` returns a module with the common contract:
 ``build_training_batch(Ragged)``, ``forward(batch) -> (loss, n_positions)``, ``build_eval_batch(Ragged)``,
-``score(batch, domain) -> (B, n_domain_items)``.
+``score(batch, domain) -> (B, n_domain_items)``. Scoring with a model (the evaluator's scorer, top-k lists)
+is ``llm_emf.serving.scoring``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pyarrow as pa
 import torch
@@ -15,7 +14,7 @@ import torch
 from llm_emf.config import ConfigError
 from llm_emf.config.model import ModelConfig
 
-from .batch import Ragged, eval_inputs
+from .batch import Ragged
 from .features import ItemFeatures, load_item_features
 from .llm_emf import LLMEMF
 from .sasrec import SASRecPair
@@ -44,26 +43,5 @@ def build_model(cfg: ModelConfig, n_x: int, n_y: int, features: ItemFeatures | N
     return cls(cfg, n_x, n_y, features, trained)
 
 
-def make_scorer(model: torch.nn.Module, batch_size: int = 512, device: str | torch.device = "cpu"):
-    """The evaluator's scorer: ``scorer(rows, domain) -> (B, n_domain_items)`` on CPU, float32.
-
-    ``rows`` are SEQUENCE_SCHEMA rows whose last item is the target; the model sees items[:-1].
-    """
-    def scorer(rows: pa.Table, domain: int) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
-        out = []
-        try:
-            for start in range(0, rows.num_rows, batch_size):
-                chunk = rows.slice(start, batch_size)
-                batch = model.build_eval_batch(eval_inputs(chunk)).to(device)
-                out.append(model.score(batch, domain).float().cpu())
-        finally:
-            model.train(was_training)
-        n_d = model.n_x if domain == 0 else model.n_y
-        return torch.cat(out) if out else torch.zeros(0, n_d)
-    return scorer
-
-
 __all__ = ["LLMEMF", "SASRecPair", "ItemFeatures", "Ragged", "build_model", "load_features_for",
-           "load_item_features", "make_scorer", "needs_features"]
+           "load_item_features", "needs_features"]

@@ -29,7 +29,7 @@ def _evaluate(stage_cfg):
         from llm_emf.data.schema import Dataset
         from llm_emf.evaluation import evaluate, protocols_from_config
         from llm_emf.storage import Storage
-        from llm_emf.training import load_scorer
+        from llm_emf.serving import load_scorer
 
         c = stage_cfg(cfg, ctx)
         train_done = ctx.storage.read_json(ctx.storage.path("train", ctx.keys["train"], MARKER))
@@ -76,16 +76,18 @@ def _tune(stage_cfg):
 def stages(uses_features: bool, paths: tuple[str, ...], stage_cfg) -> list[Stage]:
     feature_upstream = ("prepare", "embed") if uses_features else ("prepare",)
     model_keys = ("model", "train", "eval", "seed")
-    # the source whose change changes a stage's output (see fingerprint.py; shared modules are always in)
-    scoring = ("model", "evaluation", "training/restore.py", "training/checkpoint.py")
+    # the source whose change changes a stage's output (see fingerprint.py; shared modules are always in);
+    # scoring: loading a run and scoring with it, which train runs too (validation, the final test)
+    scoring = ("model", "evaluation", "checkpoints.py", "serving/run.py", "serving/scoring.py", "serving/catalog.py",
+               "data/cold.py")
     return [
         Stage("train", reads=model_keys, upstream=feature_upstream, ignores=paths + ("tracking",),
-              run=_train(stage_cfg), code=("model", "training", "evaluation", "data/cold.py")),
+              run=_train(stage_cfg), code=("training", *scoring)),
         Stage("evaluate", reads=("eval", "seed"), upstream=("prepare", "train"), ignores=paths, run=_evaluate(stage_cfg),
               code=scoring),
         Stage("recommend", reads=("pipeline.recommend_split", "pipeline.recommend_k", "eval.exclude_seen"),
               upstream=("prepare", "train"), ignores=paths, run=_recommend(stage_cfg), code=scoring + ("serving",)),
         Stage("tune", reads=model_keys + ("tune",), upstream=feature_upstream, ignores=paths, run=_tune(stage_cfg),
-              code=("tuning", "model", "training", "evaluation", "data/cold.py"),
+              code=("tuning", "training", *scoring),
               inputs=lambda cfg: [cfg.tune.space] if os.path.exists(cfg.tune.space) else []),
     ]

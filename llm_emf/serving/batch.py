@@ -18,12 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_emf import files
+from llm_emf.checkpoints import load_checkpoint_config
 from llm_emf.data.schema import SPLITS, Dataset
 from llm_emf.features.actors import fault_point, map_batches_on_actors
 from llm_emf.jobs import JobOutput, JobSummary, split_cached, table_blocks, write_stream
 from llm_emf.ray_local import ensure_ray
-from llm_emf.training.checkpoint import load_checkpoint_config
-from llm_emf.training.restore import find_checkpoint, load_models, top_k
+
+from .run import find_checkpoint, load_models
+from .scoring import top_k
 
 RECOMMENDATION_SCHEMA = pa.schema([
     pa.field("request", pa.string(), nullable=False),     # "<domain>:<user_id>", unique: the resume key

@@ -22,20 +22,20 @@ from typing import Sequence
 import pyarrow as pa
 
 from llm_emf import files
+from llm_emf.checkpoints import DIGEST_FILE, STATE_FILE, load_state
 from llm_emf.config import Config, ConfigError, flatten_config
 from llm_emf.config.loader import to_dict
 from llm_emf.data.schema import DataError, Dataset
 from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
 from llm_emf.hashing import file_sha256
-from llm_emf.model import make_scorer
 from llm_emf.ray_local import ensure_ray
+from llm_emf.serving.run import load_models
+from llm_emf.serving.scoring import make_scorer
 from llm_emf.storage import Storage
 
-from .checkpoint import DIGEST_FILE, STATE_FILE, load_state
 from .hooks import TrainHook
 from .loop import train_loop_per_worker
 from .progress import WorkerReports, worker_record
-from .restore import load_models
 from .session import KEEP_CHECKPOINTS, LocalSession
 
 
@@ -175,7 +175,7 @@ def finish(cfg: Config, checkpoint: str, run_dir: str, workers: list[dict] | Non
     selection = state["selection"]
     extra = {"stopped_early": selection["stale_epochs"] >= selection["patience"],
              "select_protocol": selection["protocol"], "config": flatten_config(cfg),
-             "checkpoint_sha256": sha256}     # a copied run folder's checkpoint is checked against it (restore.py)
+             "checkpoint_sha256": sha256}     # a copied run folder's checkpoint is checked against it (serving/run.py)
     if workers:
         extra["workers"] = workers
     result = TrainResult(cfg.train.run_name, run_dir, str(checkpoint), list(state["history"]), selection["best"],

@@ -20,18 +20,19 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from llm_emf.checkpoints import check_features, features_fingerprint, load_state, save_checkpoint
 from llm_emf.config import Config
 from llm_emf.config.loader import from_dict
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import PROTOCOLS, evaluate
-from llm_emf.model import build_model, load_features_for, make_scorer
+from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import sequences_of
 from llm_emf.precision import use_bf16
+from llm_emf.serving.catalog import catalog_record
+from llm_emf.serving.scoring import make_scorer
 
-from .catalog import catalog_record
-from .checkpoint import (check_features, clone_state, epoch_seed, features_fingerprint, load_state, rng_state,
-                         save_checkpoint, seed_everything, set_rng_state)
+from .checkpoint import clone_state, epoch_seed, rng_state, seed_everything, set_rng_state
 from .hooks import WorkerContext, hooks_from_env
 from .progress import post, worker_record
 from .selection import Selection, flat_metrics
@@ -119,7 +120,7 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     features = load_features_for(cfg.model, dataset.items)
     trained = trained_items(dataset)
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
-    # Both computed once; every checkpoint records them (catalog.py serves the model on a grown catalog).
+    # Both computed once; every checkpoint records them (serving/catalog.py serves the model on a grown catalog).
     recorded = {"features_fingerprint": features_fingerprint(features), "catalog": catalog_record(dataset, trained)}
     optimizer, scheduler = build_optimizer(model, cfg)
     selection = Selection(cfg.train.select_protocol, cfg.train.patience)

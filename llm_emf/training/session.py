@@ -20,8 +20,7 @@ from typing import Iterator
 import torch
 
 from llm_emf import files
-
-from .checkpoint import CorruptCheckpoint, check_usable
+from llm_emf.checkpoints import CorruptCheckpoint, check_usable
 
 KEEP_CHECKPOINTS = 2
 

@@ -12,16 +12,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from quality_modules import load
+from bench.quality import cold_content
+from bench.train.throughput import synthetic_features
 
-REPO = Path(__file__).resolve().parents[2]
-for folder in (REPO / "bench" / "train", REPO / "tests" / "training"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-from throughput import synthetic_features  # noqa: E402
+TRAINING_TESTS = Path(__file__).resolve().parents[1] / "training"
+if str(TRAINING_TESTS) not in sys.path:
+    sys.path.insert(0, str(TRAINING_TESTS))
 from train_tiny_dataset import tiny_dataset  # noqa: E402
-
-cold_content = load("cold_content")
 pytestmark = pytest.mark.unit
 
 
@@ -75,4 +72,4 @@ def test_whole_script_writes_json_and_markdown(tmp_path):
     for row in doc["cases"].values():
         assert 0.0 <= row["content_ranker"]["sampled"]["HR@10"] <= 1.0
     md = out.with_suffix(".md").read_text()
-    assert "Command: `python" in md and "| Food | warm |" in md
+    assert f"Command: `python -m bench.quality.cold_content --dataset {data}" in md and "| Food | warm |" in md

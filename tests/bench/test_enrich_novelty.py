@@ -3,18 +3,13 @@ table through the real all-MiniLM-L6-v2 (installed offline)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_enrich_novelty", REPO / "bench" / "features" / "enrich_novelty.py")
-novelty = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(novelty)
+from bench.features import enrich_novelty as novelty
 
 pytestmark = pytest.mark.unit
 
@@ -45,4 +40,4 @@ def test_whole_script_on_a_small_table(tmp_path):
     assert new_row["copied"] == 0.0 and "antioxidants" in new_row["new_words"]
     # repeating the title moves its vector less than adding new content does
     assert copy_row["cosine"] > new_row["cosine"] and copy_row["cosine"] > 0.9
-    assert "Command: `python" in out.with_suffix(".md").read_text()
+    assert f"Command: `python -m bench.features.enrich_novelty --enriched {path}" in out.with_suffix(".md").read_text()

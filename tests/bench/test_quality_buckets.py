@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quality_modules import load
-
-buckets = load("buckets")
+from bench.quality import buckets
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quality_modules import load
-
-by_target = load("by_target")
+from bench.quality import by_target
 
 pytestmark = pytest.mark.unit
 

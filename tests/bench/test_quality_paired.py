@@ -7,9 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from quality_modules import load
-
-paired = load("paired")
+from bench.quality import paired
 
 pytestmark = pytest.mark.unit
 

@@ -8,10 +8,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from quality_modules import load
-
-report = load("report")
-run = load("run")
+from bench.quality import merge, report, run
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +58,7 @@ def test_convergence_section_lists_every_run_and_warns():
 def test_markdown_report_holds_the_new_tables():
     ranks_ref = {"full": {"Food": [2, 4, 1, 8]}, "sampled": {"Food": [1, 2, 1, 3]}}
     ranks_text = {"full": {"Food": [1, 2, 1, 5]}, "sampled": {"Food": [1, 1, 1, 2]}}
-    doc = {"dataset": "runs/tiny", "command": "python bench/quality/run.py ...", "notes": [],
+    doc = {"dataset": "runs/tiny", "command": "python -m bench.quality.run ...", "notes": [],
            "machine": {"cpu_count": 2, "torch_threads": 2, "cuda": False, "torch": "2", "ray": "2", "python": "3.11",
                        "loadavg_at_start": [1.0, 1.0, 1.0]},
            "runs": [_trained("id_only", 1, True, ranks=ranks_ref), _trained("text", 1, True, ranks=ranks_text),
@@ -128,6 +125,8 @@ def test_popularity_benchmark_keeps_ranks_in_target_order_resumes_and_reports(tm
     assert food["< 5"]["full_MRR"] == pytest.approx((1 / 4 + 1 / 2 + 1 / 3) / 3) and food["< 5"]["cases"] == 3
     assert doc["aggregate"]["popularity"]["seeds"] == [1, 2]
     assert {"command", "machine", "runs", "aggregate", "variants", "seeds"} <= set(doc)    # the old keys stay
+    assert doc["command"] == f"python -m bench.quality.run --dataset {tmp_path / 'data'} --variants popularity " \
+        f"--seeds 1,2 --no-tracking --out {out} --bootstrap 50 --converge train.eval_batch_size=2"
 
     capsys.readouterr()
     assert run.main([*argv, "--resume"]) == 0
@@ -150,7 +149,6 @@ def test_converge_fails_the_command_only_when_asked():
 
 
 def test_merge_joins_parallel_invocations_and_refuses_different_cases(tmp_path):
-    merge = load("merge")
     _tiny_dataset(tmp_path / "data")
     base = ["--dataset", str(tmp_path / "data"), "--variants", "popularity", "--no-tracking", "--bootstrap", "20",
             "train.eval_batch_size=2"]
@@ -161,6 +159,7 @@ def test_merge_joins_parallel_invocations_and_refuses_different_cases(tmp_path):
     doc = json.loads((tmp_path / "ab.json").read_text())
     assert sorted(r["seed"] for r in doc["runs"]) == [1, 2] and doc["seeds"] == [1, 2]
     assert len(doc["commands"]) == 2 and doc["aggregate"]["popularity"]["seeds"] == [1, 2]
+    assert doc["merge_command"].startswith(f"python -m bench.quality.merge {tmp_path / 'a.json'} ")
     assert "## Runs and convergence" in (tmp_path / "ab.md").read_text()
     assert merge.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "none"),
                        "--exclude", "popularity", "--bootstrap", "20"]) == 0

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "quality" / "table.py"
-_spec = importlib.util.spec_from_file_location("quality_table", _PATH)
-table = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(table)
+from bench.quality import table
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,6 @@ step, and one tiny run of the whole benchmark written as "before" and "after" ro
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,20 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.train import ceiling
+from bench.train.throughput import synthetic_features
 from llm_emf.config import load_config
 from llm_emf.model.batch import Ragged
 from llm_emf.precision import native_bf16
 
-REPO = Path(__file__).resolve().parents[2]
-for folder in (REPO / "bench" / "train", REPO / "tests" / "training"):     # throughput.py, train_tiny_dataset.py
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-from throughput import synthetic_features  # noqa: E402
+TRAINING_TESTS = Path(__file__).resolve().parents[1] / "training"      # train_tiny_dataset.py
+if str(TRAINING_TESTS) not in sys.path:
+    sys.path.insert(0, str(TRAINING_TESTS))
 from train_tiny_dataset import tiny_dataset  # noqa: E402
-
-spec = importlib.util.spec_from_file_location("bench_train_ceiling", REPO / "bench" / "train" / "ceiling.py")
-ceiling = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ceiling)
 
 pytestmark = pytest.mark.unit
 

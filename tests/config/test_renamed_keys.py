@@ -103,7 +103,7 @@ def test_a_config_saved_by_an_earlier_version_loads(fixtures_dir, tmp_path):
 
 
 def test_a_checkpoint_folder_from_an_earlier_version_loads(fixtures_dir, tmp_path):
-    from llm_emf.training.checkpoint import load_checkpoint_config
+    from llm_emf.checkpoints import load_checkpoint_config
 
     folder = tmp_path / "checkpoint_000003"
     folder.mkdir()

@@ -31,14 +31,8 @@ def model_cache(tmp_path_factory) -> Path:
         os.environ["LLM_EMF_CACHE"] = old
 
 
-@pytest.fixture(scope="session")
-def local_ray(model_cache):
-    import ray
-
-    if not ray.is_initialized():
-        # the cache location must reach the Ray workers too
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"LLM_EMF_CACHE": str(model_cache), "HF_HUB_OFFLINE": "1",
-                                           "TRANSFORMERS_OFFLINE": "1"}})
-    yield ray
-    ray.shutdown()
+@pytest.fixture(scope="module")
+def local_ray(model_cache, local_ray):
+    """The suite's local_ray (tests/conftest.py), started after model_cache so that the cache location
+    ($LLM_EMF_CACHE) reaches the Ray workers too."""
+    return local_ray

@@ -4,11 +4,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from llm_emf.model import build_model, make_scorer
+from llm_emf.model import build_model
 from llm_emf.model.batch import PAD, Ragged, training_batch
 from llm_emf.model.items import EarlyFusion, ItemVectors
 from llm_emf.model.layers import Block, CausalEncoder, CrossDomainAttention, MaskedAttention, causal_mask
 from llm_emf.model.network import PreferenceNetwork
+from llm_emf.serving.scoring import make_scorer
 
 from model_tiny import N_X, N_Y, random_features, tiny_config
 

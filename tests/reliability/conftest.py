@@ -21,15 +21,4 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A small local Ray (2 CPUs) per module, never another session's cluster (address="local")."""
-    import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
-    yield ray
-    if started:
-        ray.shutdown()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from llm_emf.checkpoints import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, load_state, save_checkpoint,
+                                 verify_state_file)
+from llm_emf.serving import find_checkpoint
 from llm_emf.training import train
-from llm_emf.training.checkpoint import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, load_state, save_checkpoint,
-                                         verify_state_file)
-from llm_emf.training.restore import find_checkpoint
 from llm_emf.training.session import LocalSession, newest_usable, run_checkpoints
 
 from train_tiny_dataset import tiny_dataset, tiny_train_config

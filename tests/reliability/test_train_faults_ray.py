@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_emf.checkpoints import STATE_FILE
 from llm_emf.training import train
-from llm_emf.training.checkpoint import STATE_FILE
 
 from faults import KillWorkerOnceAt
 from train_tiny_dataset import tiny_dataset, tiny_train_config

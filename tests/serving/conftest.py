@@ -23,13 +23,4 @@ def trained_run(tmp_path_factory):
     return root / "runs/r", root / "dataset"
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()

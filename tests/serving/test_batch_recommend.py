@@ -18,8 +18,7 @@ import pytest
 from llm_emf.cli.main import main
 from llm_emf.data.schema import Dataset
 from llm_emf.jobs import parts_folder
-from llm_emf.serving.batch import top_k
-from llm_emf.training import load_models, recommend
+from llm_emf.serving import load_models, recommend, top_k
 
 pytestmark = pytest.mark.integration
 

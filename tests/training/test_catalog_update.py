@@ -14,7 +14,7 @@ from llm_emf.config import ConfigError
 from llm_emf.data.schema import ITEM_SCHEMA, Dataset
 from llm_emf.features.schema import FEATURE_SCHEMA
 from llm_emf.model.batch import Ragged
-from llm_emf.training import load_models, recommend
+from llm_emf.serving import load_models, recommend
 
 from train_tiny_dataset import N_X, N_Y, tiny_dataset
 
@@ -135,8 +135,8 @@ def test_a_catalog_that_drops_moves_or_changes_trained_items_is_refused(text_run
 
 
 def test_the_checkpoint_records_its_catalog_and_which_items_training_saw(text_run):
-    from llm_emf.training.restore import find_checkpoint
-    from llm_emf.training.checkpoint import load_state
+    from llm_emf.checkpoints import load_state
+    from llm_emf.serving import find_checkpoint
 
     run, ds, _ = text_run
     state = load_state(find_checkpoint(run))

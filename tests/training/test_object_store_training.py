@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from llm_emf import files
+from llm_emf.checkpoints import (STATE_FILE, CorruptCheckpoint, load_checkpoint_config, load_state, save_checkpoint,
+                                 verify_state_file)
 from llm_emf.cli.main import main
 from llm_emf.data.schema import Dataset
 from llm_emf.evaluation import evaluate
-from llm_emf.training import TrainHook, WorkerContext, load_scorer, train
-from llm_emf.training import find_checkpoint
-from llm_emf.training.checkpoint import (STATE_FILE, CorruptCheckpoint, load_checkpoint_config, load_state,
-                                         save_checkpoint, verify_state_file)
+from llm_emf.serving import find_checkpoint, load_scorer
+from llm_emf.training import TrainHook, WorkerContext, train
 from llm_emf.training.session import LocalSession
 
 from faults import FailOnceAfterEpoch
@@ -184,7 +184,7 @@ def test_batch_recommendations_from_a_bucket_run_into_the_bucket(tmp_path, cwd, 
 def test_item_features_in_the_bucket_train_and_pin_the_model(tmp_path, cwd, s3_bucket, bucket_dataset):
     from llm_emf.config import ConfigError
     from llm_emf.model import load_item_features
-    from llm_emf.training import load_models
+    from llm_emf.serving import load_models
 
     from test_train_local import _write_tiny_features
     from train_tiny_dataset import N_X, N_Y

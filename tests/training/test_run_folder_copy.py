@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from llm_emf.checkpoints import DIGEST_FILE, STATE_FILE, CorruptCheckpoint, load_checkpoint_config, load_state
 from llm_emf.cli.main import main
-from llm_emf.training import find_checkpoint
-from llm_emf.training.checkpoint import DIGEST_FILE, STATE_FILE, CorruptCheckpoint, load_checkpoint_config, load_state
+from llm_emf.serving import find_checkpoint
 
 from train_tiny_dataset import tiny_dataset
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from llm_emf.cli.main import main
-from llm_emf.training import load_models, recommend
+from llm_emf.serving import load_models, recommend
 
 from train_tiny_dataset import N_X
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from llm_emf.checkpoints import load_state
 from llm_emf.training import shard_indices, train
-from llm_emf.training.checkpoint import load_state
 
 from faults import FailOnceAfterEpoch
 from train_tiny_dataset import tiny_train_config
@@ -149,7 +149,7 @@ def test_multimodal_model_with_learnable_weights_trains_from_a_feature_table(tmp
     assert not any("features" in k for k in state["model"])  # frozen feature buffers are not checkpointed
     # the features are pinned: the same-width table rewritten with other vectors is refused, not used
     from llm_emf.config import ConfigError
-    from llm_emf.training.restore import load_models
+    from llm_emf.serving import load_models
     load_models(result.checkpoint)
     _write_tiny_features(tmp_path / "features.parquet", N_X + N_Y, seed=1)
     with pytest.raises(ConfigError, match=r"expected the item features this model was trained with"):

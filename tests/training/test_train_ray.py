@@ -5,22 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from llm_emf.checkpoints import load_state
 from llm_emf.training import train
-from llm_emf.training.checkpoint import load_state
 
 from faults import FailOnceAfterEpoch
 from train_tiny_dataset import tiny_train_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_two_worker_ddp_trains_reports_and_recovers_from_a_worker_failure(tmp_path, dataset_dir, local_ray):

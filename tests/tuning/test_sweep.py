@@ -22,15 +22,6 @@ def sample_dataset(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _cfg(dataset, tmp_path, space, *extra):
     return load_config(None, [
         f"data.dataset={dataset}", f"tune.space={space}", f"tune.storage={tmp_path / 'tune'}",

@@ -1,4 +1,4 @@
-"""Load a trained run back: find its checkpoint, rebuild its models, and offer a scorer or top-k lists.
+"""Load a trained run back: find its checkpoint, rebuild its models, and offer the evaluator's scorer.
 
 A run is addressed by its run folder (``train.storage/run_name``) or directly by a checkpoint folder, a local
 path or an object-store URI. The model is rebuilt from the checkpoint's own ``config.yaml``; each domain uses
@@ -16,16 +16,16 @@ import pyarrow.fs as pafs
 import torch
 
 from llm_emf import files
+from llm_emf.checkpoints import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, check_features, features_fingerprint,
+                                 load_checkpoint_config, load_state)
 from llm_emf.config import Config, ConfigError
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import DataError, Dataset
 from llm_emf.hashing import file_sha256
-from llm_emf.model import build_model, load_features_for, make_scorer
-from llm_emf.model.batch import Ragged
+from llm_emf.model import build_model, load_features_for
 
 from .catalog import ITEM_ROWS, match_catalog
-from .checkpoint import (DIGEST_FILE, STATE_FILE, CorruptCheckpoint, check_features, features_fingerprint,
-                         load_checkpoint_config, load_state)
+from .scoring import make_scorer
 
 
 SWAPPABLE_UNSEEN = ("neighbor", "zero", "mean")
@@ -201,31 +201,3 @@ def load_scorer(run: str | Path, dataset: Dataset, cfg: Config | None = None):
     batch_size = (cfg or run_cfg).train.eval_batch_size
     scorers = {d: make_scorer(m, batch_size) for d, m in models.items()}
     return lambda rows, domain: scorers[domain](rows, domain)
-
-
-def recommend(models: dict[int, torch.nn.Module], history: list[int], domain: int, k: int,
-              exclude_seen: bool = True) -> list[tuple[int, float]]:
-    """Top-k ``(item_index, score)`` of ``domain`` for a user whose history is ``history`` (item indices)."""
-    inputs = Ragged(np.asarray(history, dtype=np.int64), np.array([0]), np.array([len(history)]))
-    indices, scores = top_k(models, inputs, domain, k, exclude_seen)
-    return [(int(i), float(s)) for i, s in zip(indices[0], scores[0]) if i >= 0]
-
-
-def top_k(models: dict, inputs, domain: int, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices (B, k) item_index, scores (B, k))`` of ``domain`` for a batch of histories (``Ragged``);
-    positions past the domain's unseen items (when ``exclude_seen`` leaves fewer than k) hold index -1 and
-    score -inf."""
-    model = models[domain]
-    lo = model.domain_slice(domain).start
-    with torch.no_grad():
-        scores = model.score(model.build_eval_batch(inputs), domain).float()            # (B, n_D)
-    if exclude_seen:
-        rows_in_order = inputs.take(np.arange(len(inputs.starts)))               # values compacted, row-major
-        rows = np.repeat(np.arange(len(inputs.starts)), rows_in_order.lengths)
-        local = rows_in_order.values.astype(np.int64) - lo
-        keep = (local >= 0) & (local < scores.shape[1])
-        scores[torch.as_tensor(rows[keep]), torch.as_tensor(local[keep])] = -torch.inf
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    indices = top.indices.numpy().astype(np.int64) + lo
-    indices[~torch.isfinite(top.values).numpy()] = -1
-    return indices, top.values.numpy()

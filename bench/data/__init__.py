@@ -1,0 +1,1 @@
+"""Import at scale: ``prepare`` of a synthetic Amazon review dump."""

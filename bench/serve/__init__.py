@@ -1,0 +1,1 @@
+"""Batch recommendations: the Ray Data job against a plain loop."""
