@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install clean test-py312 test-py313
+.PHONY: demo test test-fast test-cluster install clean test-py312 test-py313
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,15 +20,24 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/llm-emf run --config configs/demo.yaml
 
+# make test: the suite but the cluster tests (~10 min on 2 cores); test-fast: the inner loop (no slow,
+# integration or cluster tests, ~1.5 min); test-cluster: object storage, an MLflow server and several Ray
+# nodes on this machine (~6 min). CI runs test, then test-cluster, then test-py312.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not cluster"
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration and not cluster" --durations=5
+
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster
 
 # The fast subset on another interpreter (pyproject's requires-python: 3.11-3.14), in its own venv under
 # .venv/py3.X (CI runs test-py312 after test). The interpreter: $(ALT_PYTHON) if set, else python3.X on PATH,
 # else pyenv's versions/3.X*; none that runs is a skip with a message, not a failure. RAY_TMPDIR is private so
 # that the tests start their own Ray and never join a cluster left running by someone else.
 ALT_TESTS ?= tests/config tests/model tests/evaluation tests/data tests/features tests/tracking tests/training
-ALT_MARK  ?= not slow
+ALT_MARK  ?= not slow and not cluster
 
 test-py312: ; @$(call test_alt,3.12)
 test-py313: ; @$(call test_alt,3.13)

@@ -57,6 +57,32 @@ def _fresh_ray_per_module():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _free_ray_agent_port():
+    """Every Ray this process starts (the fixture's, and those the library starts itself) picks a free port for
+    its dashboard agent too, so another Ray on the machine never breaks a test (helpers/ray_local.py)."""
+    from helpers.ray_local import free_agent_port
+
+    with free_agent_port():
+        yield
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A small local Ray (2 CPUs) for the module, unless one is up; shut down after it (the module fixture
+    below closes any Ray the library started by itself as well)."""
+    import ray
+
+    from helpers.ray_local import start_local_ray
+
+    started = not ray.is_initialized()
+    if started:
+        start_local_ray(env={k: os.environ[k] for k in ("LLM_EMF_CACHE",) if k in os.environ})
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     # The test models are tiny (model and training tests): one thread is fastest, and on a shared 2-core machine two threads spin-wait.
     import torch
