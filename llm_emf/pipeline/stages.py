@@ -55,17 +55,20 @@ def _selected(flat: dict, stage: Stage) -> dict:
 
 
 def key_inputs(cfg: Config, stage: Stage) -> dict:
-    """What besides config and upstream keys a stage's key hashes: its code and its input files."""
+    """What besides config and upstream keys a stage's key hashes: its code and its input files (each with
+    where it was read, for the record; the key hashes content only: the bundled sample's install folder, or a
+    job's working_dir copy, changes from one run to the next)."""
     return {"version": __version__, "code": code_fingerprint(stage.code),
             "inputs": {str(p): input_fingerprint(p) for p in (stage.inputs(cfg) if stage.inputs else [])}}
 
 
 def stage_key(cfg: Config, stage: Stage, upstream_keys: dict[str, str], basis: dict | None = None) -> str:
+    basis = basis if basis is not None else key_inputs(cfg, stage)
     payload = {
         "stage": stage.name,
         "config": _selected(flatten_config(cfg), stage),
         "upstream": {u: upstream_keys[u] for u in stage.upstream},
-        **(basis if basis is not None else key_inputs(cfg, stage)),
+        **basis, "inputs": list(basis["inputs"].values()),   # in config order; paths are in the config
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -86,3 +86,15 @@ def test_code_fingerprint_follows_the_stage_code_only(tmp_path, monkeypatch):
         assert fingerprint.code_fingerprint(("features",)) != features_before
     finally:
         fingerprint.code_fingerprint.cache_clear()
+
+
+def test_the_key_hashes_input_content_not_where_it_was_read(tmp_path, sample_dir, monkeypatch):
+    """A Ray job reads the bundled sample from its own working_dir copy, at a new path per upload."""
+    from llm_emf.data import importers
+    from llm_emf.pipeline.stages import plan
+
+    cfg = load_config(None, ["data.source=sample", "pipeline.stages=[prepare]"])
+    here = plan(cfg, build_stages(cfg), Storage(str(tmp_path))).keys["prepare"]
+    shutil.copytree(sample_dir, tmp_path / "copy" / "food_kitchen")
+    monkeypatch.setattr(importers, "sample_path", lambda: tmp_path / "copy" / "food_kitchen")
+    assert plan(cfg, build_stages(cfg), Storage(str(tmp_path))).keys["prepare"] == here
