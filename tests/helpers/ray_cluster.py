@@ -128,6 +128,12 @@ class RayCluster:
     gives them (e.g. MLFLOW_TRACKING_URI and the object-store credentials): every job, task and actor inherits it.
     """
 
+    def node_temp_dir(self, index: int) -> Path:
+        """Where node ``index`` keeps its sessions. Each node has its own, as separate machines do: nodes that
+        shared one would each unpack a job's working_dir into the same folder, deleting the files the driver
+        is importing (seen: ImportError mid-job)."""
+        return self.temp_dir if index == 0 else self.tmp / f"n{index}"   # short: socket paths < 108 bytes
+
     def __init__(self, log_root: Path, num_workers: int = 2, head_cpus: int = 0, worker_cpus: int = 1,
                  object_store_bytes: int = 300 * 1024 ** 2, node_env: dict[str, str] | None = None):
         self.log_root = Path(log_root)
@@ -135,7 +141,7 @@ class RayCluster:
         self.object_store_bytes = object_store_bytes
         self.node_env = dict(node_env or {})
         self.tmp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))       # short: Unix socket paths < 108 bytes
-        self.temp_dir = self.tmp / "ray"
+        self.temp_dir = self.tmp / "ray"                 # the head's; worker node i keeps its own (node_temp_dir)
         self.token_path = self.log_root / "auth_token"
         self.token_path.write_text(secrets.token_hex(32))
         self.token_path.chmod(0o600)
@@ -182,7 +188,7 @@ class RayCluster:
         node.ports["min_worker"], node.ports["max_worker"] = workers[0], workers[-1]
         p = node.ports
         # No --node-ip-address: Ray maps 127.0.0.1 to the machine's own address anyway; nodes join by loopback.
-        cmd = [RAY, "start", f"--temp-dir={self.temp_dir}",
+        cmd = [RAY, "start", f"--temp-dir={self.node_temp_dir(node.index)}",
                f"--num-cpus={node.num_cpus}", "--num-gpus=0", f"--object-store-memory={self.object_store_bytes}",
                f"--node-manager-port={p['node_manager']}", f"--object-manager-port={p['object_manager']}",
                f"--metrics-export-port={p['metrics_export']}",
@@ -284,10 +290,12 @@ class RayCluster:
         alive += self._terminate(self._processes())      # anything forked meanwhile
         self.timings["stop_s"] = time.monotonic() - t0
         if keep_logs:
-            logs = self.temp_dir / "session_latest" / "logs"
-            if logs.is_dir():
-                shutil.copytree(logs, self.log_root / "ray_logs", dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.sock"), symlinks=True)
+            for node in self.nodes_:
+                logs = self.node_temp_dir(node.index) / "session_latest" / "logs"
+                if logs.is_dir():
+                    name = "ray_logs" if node.index == 0 else f"ray_logs_{node.name}"
+                    shutil.copytree(logs, self.log_root / name, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("*.sock"), symlinks=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         if alive:
             raise RuntimeError(f"processes of this Ray cluster outlived SIGKILL: {[p.pid for p in alive]}")

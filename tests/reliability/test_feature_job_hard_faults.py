@@ -167,4 +167,4 @@ def test_actor_crash_is_retried_but_a_poison_batch_fails_the_job(local_ray, tmp_
     else:
         with pytest.raises(Exception, match="actor"):                  # bounded, not retried forever
             ds.materialize()
-        assert marker.read_text() == "x" * 4                            # 1 try + ACTOR_FAULT_TOLERANCE's 3 retries
+        assert marker.read_text() == "x" * 4                            # 1 try + ACTOR_FAULT_TOLERANCE's 3 restarts
