@@ -92,6 +92,17 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def empty_cwd(tmp_path, monkeypatch) -> Path:
+    """An empty working directory for the test, checked empty afterwards: an object-store URI wrapped in
+    ``pathlib.Path`` would show up here as a local ``s3:/bucket/...`` folder."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    yield folder
+    assert list(folder.iterdir()) == []
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 API (moto in server mode) on 127.0.0.1, for the whole session."""

@@ -26,12 +26,8 @@ DATASET_FILES = ["config.yaml", "dataset.json", "items.parquet", "sequences.parq
 
 
 @pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    """An empty working directory: a URI wrapped in Path would show up here as ``s3:/...``."""
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
+def cwd(empty_cwd):
+    return empty_cwd
 
 
 def data_cfg(*overrides: str):

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ports import free_port, wait_for_port
+from .ports import free_port, stop_process, wait_for_port
 from .s3 import S3Server
 
 USERNAME = "llm-emf"          # cluster.yaml: MLFLOW_AUTH_ADMIN_USERNAME=llm-emf, the user every node logs in as
@@ -56,12 +56,7 @@ class MlflowServer:
                 "MLFLOW_TRACKING_PASSWORD": self.password}
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
+        stop_process(self.process)
 
 
 def start_mlflow_server(root: Path, s3: S3Server, bucket: str | None = None,

@@ -11,6 +11,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(process, timeout_s: float = 15) -> None:
+    """SIGTERM a server the test started, SIGKILL it if it has not exited within ``timeout_s``."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
 def wait_for_port(port: int, timeout_s: float, proc=None, what: str = "server") -> None:
     """Until something accepts connections on 127.0.0.1:port; raises if ``proc`` exits or time runs out."""
     import time

@@ -44,12 +44,8 @@ class StartEpochs(TrainHook):
 
 
 @pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    yield folder
-    assert list(folder.iterdir()) == []              # e.g. no s3:/bucket/... folder
+def cwd(empty_cwd):
+    return empty_cwd
 
 
 @pytest.fixture
