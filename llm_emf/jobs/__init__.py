@@ -7,11 +7,10 @@
 - ``summary``: :class:`JobSummary`, the end-of-job counts and report.
 """
 
-from .durable import write_durably
 from .output import JobOutput, failed_path, parts_folder, side_table
 from .parts import split_cached
 from .stream import table_blocks, write_stream
 from .summary import JobSummary
 
-__all__ = ["JobOutput", "JobSummary", "split_cached", "write_stream", "table_blocks", "write_durably",
+__all__ = ["JobOutput", "JobSummary", "split_cached", "write_stream", "table_blocks",
            "parts_folder", "failed_path", "side_table"]

@@ -7,8 +7,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 
 def sync_folder(folder: Path) -> None:
@@ -47,13 +45,6 @@ def _temporary(path: Path) -> Path:
     """A hidden name beside ``path``, one per process: concurrent writers of one file (evaluation workers
     creating the same negatives) each finish their own copy, and the last rename wins whole."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_durably(table: pa.Table, path: Path) -> None:
-    """``table`` as Parquet at ``path``, via a hidden temporary file: ``path`` is either absent or a whole file."""
-    tmp = _temporary(path)
-    pq.write_table(table, tmp)
-    replace_durably(tmp, path)
 
 
 def write_bytes_durably(data: bytes, path: Path) -> None:

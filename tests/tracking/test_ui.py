@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+
+from helpers.ports import free_port
 from mlflow import MlflowClient
 
 from llm_emf.cli import ui
@@ -45,11 +47,6 @@ def test_a_server_uri_is_not_served_again(capsys):
     assert "already a server" in capsys.readouterr().out
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _listening_addresses(port):
     """Local IPv4 addresses listening on ``port``, from /proc/net/tcp (state 0A = LISTEN)."""
@@ -76,7 +73,7 @@ def _log_a_run_over_http(uri):
 
 @pytest.mark.integration
 def test_ui_serves_on_127_0_0_1_and_stops_on_sigterm(tmp_path):
-    port = _free_port()
+    port = free_port()
     cli = Path(sys.executable).with_name("llm-emf")
     cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "llm_emf.cli.main"]
     proc = subprocess.Popen([*cmd, "ui", "--port", str(port), f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],

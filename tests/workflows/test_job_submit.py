@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers.ports import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EXCLUDES = [".git", ".venv", "runs", "mlflow.db", "mlartifacts", "mlruns", ".pytest_cache", ".hypothesis",
             "**/__pycache__", "bench/results/raw"]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def ray_head(tmp_path_factory):
     token.chmod(0o600)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}",
                     "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=180)
