@@ -34,9 +34,10 @@ class AmazonConfig:
 @dataclass
 class DataConfig:
     format: str = help_field("llmcdsr", "(str) importer for data.source: llmcdsr, c2dsr, interactions, amazon (review "
-                             "and metadata JSON lines of two domains; settings in data.amazon.*), or canonical (an "
-                             "already prepared dataset folder)",
-                             choices=("llmcdsr", "c2dsr", "interactions", "amazon", "canonical"))
+                             "and metadata JSON lines of two domains; settings in data.amazon.*), abxi (ABXI's "
+                             "<data>_<len_max>_preprocessed.txt and map_item_<len_max>.txt folder, split as ABXI "
+                             "does), or canonical (an already prepared dataset folder)",
+                             choices=("llmcdsr", "c2dsr", "interactions", "amazon", "abxi", "canonical"))
     source: str = help_field("sample", "(str) input folder or file; 'sample' means the bundled Food-Kitchen sample")
     dataset: str = help_field("runs/dataset", "(str) the canonical dataset folder (local path, s3:// or gs://): "
                               "prepare writes it, every later stage reads it")
@@ -44,12 +45,13 @@ class DataConfig:
                             "[,image_uri]; its two domain values name the domains unless data.domain_x/_y are set); "
                             "c2dsr: an item-metadata CSV (id,title[,attributes,...]) instead of the folder's items.csv")
     name: str = help_field("", "(str) dataset name recorded in dataset.json; defaults to the source folder name")
-    domain_x: str = help_field("", "(str) name of domain X (the LLMCDSR / C2DSR 'A' domain); empty: from the data "
-                               "(folder name such as Movie-Book, or the interactions domain column), else 'X'")
-    domain_y: str = help_field("", "(str) name of domain Y (the LLMCDSR / C2DSR 'B' domain); set both or neither; "
-                               "empty: from the data like domain_x, else 'Y'")
-    min_interactions: int = help_field(3, "(int) interactions format: users with fewer interactions are left out "
-                                       "(counted in dataset.json); 3 gives non-empty train/valid/test", min=3)
+    domain_x: str = help_field("", "(str) name of domain X (the LLMCDSR / C2DSR / ABXI 'A' domain); empty: from the "
+                               "data (folder name such as Movie-Book, the interactions domain column, ABXI's dataset "
+                               "code such as abe), else 'X'")
+    domain_y: str = help_field("", "(str) name of domain Y (the LLMCDSR / C2DSR / ABXI 'B' domain); set both or "
+                               "neither; empty: from the data like domain_x, else 'Y'")
+    min_interactions: int = help_field(3, "(int) interactions and abxi formats: users with fewer interactions are left "
+                                       "out (counted in dataset.json); 3 gives non-empty train/valid/test", min=3)
     cold_items: float = help_field(0.0, "(float) fraction of each domain's items withheld from training (chosen "
                                    "with seed): removed from every training sequence, kept in valid/test, so "
                                    "recommending new items can be measured; 0 withholds none", min=0.0, max=0.9)

@@ -19,6 +19,7 @@ from ...config.data import DataConfig
 from ..schema import SEQUENCE_SCHEMA, DataError, Dataset
 from ..textio import BadRows
 from ..validate import check_dataset
+from .abxi import import_abxi
 from .amazon import import_amazon
 from .c2dsr import import_c2dsr
 from .canonical import import_canonical
@@ -34,6 +35,7 @@ IMPORTERS: dict[str, Callable[[Path, DataConfig, BadRows], Dataset]] = {
     "c2dsr": import_c2dsr,
     "interactions": import_interactions,
     "amazon": import_amazon,
+    "abxi": import_abxi,
     "canonical": import_canonical,
 }
 
