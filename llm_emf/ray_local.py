@@ -5,7 +5,12 @@ own cluster, else start a local Ray whose dashboard listens on 127.0.0.1 (``pipe
 Ray keeps Ray's token authentication on (``RAY_AUTH_MODE=token`` unless the user chose otherwise): the
 dashboard page loads, but every API behind it asks for the token that ``ray get-auth-token`` prints. Its
 address is printed once, on one line. ``LLM_EMF_RAY_DASHBOARD=0`` turns the dashboard off as well (the test
-suite sets it, so that each local Ray it starts stays as light as before).
+suite sets it, so that each local Ray it starts stays light).
+
+Ray starts the dashboard agent of every node, dashboard or not, with its HTTP server (the job API) on the fixed
+port 52365; a second Ray on the machine cannot bind it and runs without a job API. ``LLM_EMF_RAY_AGENT_PORT``
+gives a local Ray started here (no address, or the address ``local``) another port (``0``: a free one,
+picked when the agent binds); the test suite sets it to 0 for every command it runs.
 
 :func:`compact_data_progress` makes Ray Data's non-TTY progress log (a ~9-line block every 10 s per running
 dataset) one line per dataset per interval on the console; the full blocks still go to Ray Data's own log
@@ -25,6 +30,7 @@ from pathlib import Path
 
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_ENV = "LLM_EMF_RAY_DASHBOARD"
+AGENT_PORT_ENV = "LLM_EMF_RAY_AGENT_PORT"
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -49,6 +55,42 @@ def job_working_dir() -> Path | None:
 def dashboard_wanted(enabled: bool = True) -> bool:
     """The config switch, unless ``LLM_EMF_RAY_DASHBOARD`` says off."""
     return bool(enabled) and os.environ.get(DASHBOARD_ENV, "1").strip().lower() not in _FALSE
+
+
+def agent_port_wanted() -> int | None:
+    """The dashboard agent's HTTP port that ``LLM_EMF_RAY_AGENT_PORT`` asks for (0: any free one), or None when
+    it is unset or empty (Ray's default, 52365)."""
+    text = os.environ.get(AGENT_PORT_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"environment variable {AGENT_PORT_ENV}: expected a port number in [0, 65535] "
+                         f"(0: a free one), found {text!r}")
+    return int(text)
+
+
+@contextlib.contextmanager
+def agent_port(port: int | None):
+    """While active, a Ray started in this process gives its dashboard agent's HTTP server ``port`` (0: a free
+    one) instead of Ray's default; None changes nothing. ray.init() has no argument for that port, so the
+    default of Ray's start-up parameters (RayParams) is replaced for the duration."""
+    if port is None:
+        yield
+        return
+    from ray._private import parameter, ray_constants
+
+    original = parameter.RayParams.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.dashboard_agent_listen_port == ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT:
+            self.dashboard_agent_listen_port = port
+
+    parameter.RayParams.__init__ = init
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original
 
 
 @contextlib.contextmanager
@@ -77,20 +119,26 @@ def ensure_ray(address: str = "", dashboard: bool = True, out=None, **init_kwarg
     compact_data_progress()
     if ray.is_initialized():
         return None
+    port = agent_port_wanted()
     if address:
-        ray.init(address=address, log_to_driver=False)
+        with agent_port(port if address.strip() == "local" else None):      # "local": a new local Ray
+            ray.init(address=address, log_to_driver=False)
         return None
     if in_ray_job():
-        ray.init(log_to_driver=False)          # joins the cluster the job was submitted to
+        # joins the cluster the job was submitted to (RAY_ADDRESS=local: starts a new local Ray)
+        with agent_port(port if os.environ.get("RAY_ADDRESS", "").strip() == "local" else None):
+            ray.init(log_to_driver=False)
         return None
     on = dashboard_wanted(dashboard)
     if not on:
-        ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
+        with agent_port(port):
+            ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
         return None
     # Ray 2.60 turns token authentication on for a new local cluster unless RAY_AUTH_MODE says otherwise
     # (generating ~/.ray/auth_token if there is none); nothing here changes that. Its warning that it did so
     # is held back with the start-up line: the line printed below says it.
-    with _quiet("ray._private.worker"), _quiet("ray._private.authentication.authentication_token_setup"):
+    with _quiet("ray._private.worker"), _quiet("ray._private.authentication.authentication_token_setup"), \
+            agent_port(port):
         ctx = ray.init(include_dashboard=True, dashboard_host=DASHBOARD_HOST, log_to_driver=False, **init_kwargs)
     url = ctx.dashboard_url or ""
     if url and "://" not in url:

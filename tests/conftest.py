@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the bundled sample and the tiny real fixtures, and a plain-text copy helper."""
+"""Shared fixtures (paths to the bundled sample and the tiny real fixtures, a plain-text copy helper, one local
+Ray, an S3 server) and the hooks that hold unit tests to their marker (helpers/markers.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,52 @@ from pathlib import Path
 
 import pytest
 
+import helpers.fuzz  # noqa: F401  (registers the `fast` hypothesis profile before the plugin loads one)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # A local Ray started by the library (llm_emf.ray_local) skips its dashboard in tests: lighter and faster;
 # tests/tuning/test_dashboard.py turns it on for the one test that checks it.
 os.environ.setdefault("LLM_EMF_RAY_DASHBOARD", "0")
+# train.compile (on by default) would compile in every training test, minutes on 2 cores: torch.compile is off
+# for the suite, Ray workers and subprocesses included; tests/training/test_compile.py turns it on.
+os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
 # The project's shared datasets live beside the checkout (../shared/data); LLM_EMF_SHARED_DATA overrides.
 SHARED_DATA = Path(os.environ.get("LLM_EMF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def pytest_collection_modifyitems(config, items):
+    from helpers.markers import mark_default_tier
+
+    mark_default_tier(items)
+
+
+def _unit_tests_stay_in_process(item):
+    from helpers.markers import in_process_only, is_unit
+
+    if is_unit(item):
+        with in_process_only(item.nodeid):
+            yield
+    else:
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _unit_tests_stay_in_process(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _unit_tests_stay_in_process(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield from _unit_tests_stay_in_process(item)
 
 
 @pytest.fixture
@@ -41,45 +79,57 @@ def plain_sample(tmp_path, sample_dir) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _fresh_ray_per_module():
-    """Each test module starts and ends without a Ray connection: jobs started in-process (run_enrich,
-    train) call ray.init() when needed and leave it up; the next module must not inherit it."""
-    import sys
+def _no_stray_ray_per_module():
+    """Each test module starts and ends without a Ray connection but the session's (local_ray): jobs started
+    in-process (run_enrich, train) call ray.init() when needed and leave it up; the next module must not
+    inherit a Ray of another size and environment."""
+    from helpers.ray_local import shutdown_unless_shared
 
-    def shutdown():
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
-
-    shutdown()
+    shutdown_unless_shared()
     yield
-    shutdown()
+    shutdown_unless_shared()
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _free_ray_agent_port():
-    """Every Ray this process starts (the fixture's, and those the library starts itself) picks a free port for
-    its dashboard agent too, so another Ray on the machine never breaks a test (helpers/ray_local.py)."""
+    """Every Ray this process starts (the fixture's, and those the library starts itself) and every command it
+    runs gives its dashboard agent a free port too, so another Ray on the machine never breaks a test
+    (helpers/ray_local.py)."""
     from helpers.ray_local import free_agent_port
 
     with free_agent_port():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _shared_ray_stops_with_the_session():
+    from helpers.ray_local import shutdown_shared
+
+    yield
+    shutdown_shared()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """A private converted-model cache ($LLM_EMF_CACHE), so tests never depend on (or disturb) ~/.cache; set
+    before the session's Ray starts, so that its workers use it too."""
+    root = tmp_path_factory.mktemp("llm-emf-cache")
+    old = os.environ.get("LLM_EMF_CACHE")
+    os.environ["LLM_EMF_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("LLM_EMF_CACHE", None)
+    else:
+        os.environ["LLM_EMF_CACHE"] = old
+
+
 @pytest.fixture(scope="module")
-def local_ray():
-    """A small local Ray (2 CPUs) for the module, unless one is up; shut down after it (the module fixture
-    below closes any Ray the library started by itself as well)."""
-    import ray
+def local_ray(model_cache):
+    """The session's small local Ray (2 CPUs, offline, the private model cache): started by the first module
+    that asks for it, kept for the next ones, started again if a test shut it down (helpers/ray_local.py)."""
+    from helpers.ray_local import shared_local_ray
 
-    from helpers.ray_local import start_local_ray
-
-    started = not ray.is_initialized()
-    if started:
-        start_local_ray(env={k: os.environ[k] for k in ("LLM_EMF_CACHE",) if k in os.environ})
-    yield ray
-    if started:
-        ray.shutdown()
+    return shared_local_ray(env={"LLM_EMF_CACHE": str(model_cache)})
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -122,6 +122,7 @@ def test_train_on_a_truncated_parquet_names_the_file(sample, tmp_path, capsys):
     assert "ArrowInvalid" in err and "run `llm-emf prepare` again" in err and "full traceback" not in err
 
 
+@pytest.mark.integration          # a real pipe to a real process: SIGPIPE's exit status
 def test_output_cut_short_by_the_reader_ends_quietly(sample):
     """`llm-emf stats | head`: the reader goes away; no error message, no traceback, SIGPIPE's exit status."""
     import subprocess

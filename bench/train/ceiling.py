@@ -22,6 +22,9 @@ and the bound is ``peak / (F_loss + F_blocks + F_items)`` sequences/s, with the 
 the training precision. Elementwise work (softmax, LayerNorm, dropout, Adam) is not in the bound; the profile
 shows it. torch.utils.flop_counter checks the formula on one real batch. Peak matmuls and training steps (the
 loop's own ``train_epoch`` over one batch) alternate in rounds so both see the same load; medians are reported.
+``train.compile`` applies as in the loop (``train.compile=false`` for an eager row): the untimed warm-up steps
+compile (the first batch's shape, then a symbolic batch size), and their time less as many timed steps is the
+row's compile time. The FLOP check runs eagerly (torch's flop counter does not see inside compiled code).
 ``<out>.json`` keeps one run per ``--label`` (a rerun replaces it); ``<out>.md`` shows them all.
 """
 
@@ -50,6 +53,7 @@ from llm_emf.data.schema import Dataset
 from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import Ragged, sequences_of
 from llm_emf.precision import native_bf16, use_bf16
+from llm_emf.training.compiling import StepCompiler
 from llm_emf.training.loop import build_optimizer, shard_indices, train_epoch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,22 +114,27 @@ def flop_per_sequence(cfg, n_items: tuple[int, int], content_dims: dict[str, int
     return out
 
 
-def profile_step(model, opt, sched, seqs: Ragged, rows: np.ndarray, cfg) -> dict:
+def profile_step(model, opt, sched, seqs: Ragged, rows: np.ndarray, cfg, compiler=None) -> dict:
     """Self CPU time of one training step by category. Forward ops fall in the labelled region around them;
-    a backward op goes where its forward op was (matched by the autograd sequence number)."""
+    a backward op goes where its forward op was (matched by the autograd sequence number). Compiled encoders
+    show as their graphs' calls (CompiledFunction and its backward) and the library ops those call."""
     regions = [(model, "build_training_batch", "ceiling::batching"), (model, "forward", "ceiling::loss"),
                (model.fusion, "forward", "ceiling::items"), (model.net, "forward", "ceiling::net")]
-    for obj, attr, name in regions:          # instance attributes shadow the methods, for this model only
+    # instance attributes shadow the methods, for this model only; one already there is put back after
+    saved = [(obj, attr, vars(obj).get(attr)) for obj, attr, _ in regions]
+    for obj, attr, name in regions:
         setattr(obj, attr, record_function(name)(getattr(obj, attr)))
     try:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             with record_function("ceiling::step"):
                 t0 = time.perf_counter()
-                train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling")
+                train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling", compiler=compiler)
                 wall = time.perf_counter() - t0
     finally:
-        for obj, attr, _ in regions:
+        for obj, attr, before in saved:
             delattr(obj, attr)
+            if before is not None:
+                setattr(obj, attr, before)
     events = prof.events()
 
     def region(e, backward_of):
@@ -148,12 +157,18 @@ def profile_step(model, opt, sched, seqs: Ragged, rows: np.ndarray, cfg) -> dict
         cat = region(e, lambda s: forward_of.get(s, OTHER))
         ms[cat] += e.self_cpu_time_total / 1e3
         matmul_ms[cat] += e.self_cpu_time_total / 1e3 if e.name in MATMULS else 0.0
-        ops[cat][e.name] += e.self_cpu_time_total / 1e3
+        ops[cat][_op_name(e.name)] += e.self_cpu_time_total / 1e3
     total = sum(ms.values())
     order = [*CATEGORIES.values(), (OPTIMIZER, None), (OTHER, None)]
     return {"step_wall_s": wall, "total_self_ms": total, "categories": [
         {"category": c, "term": term, "ms": ms[c], "share": ms[c] / total, "matmul_ms": matmul_ms[c],
          "top_ops": [[k, v] for k, v in sorted(ops[c].items(), key=lambda kv: -kv[1])[:4]]} for c, term in order]}
+
+
+def _op_name(name: str) -> str:
+    """Inductor's generated kernels run inside one profiler event per compiled graph call, named after the
+    graph's hash: one name for all of them."""
+    return "inductor kernels (compiled graphs)" if name.startswith("## Call CompiledFxGraph") else name
 
 
 def batch_rows(n: int, batch_size: int, seed: int):
@@ -166,12 +181,13 @@ def batch_rows(n: int, batch_size: int, seed: int):
         epoch += 1
 
 
-def measure(model, opt, sched, seqs: Ragged, cfg, args) -> dict:
-    """Peak matmuls and training steps in alternation; per-repeat GFLOP/s and per-step sequences/s."""
+def measure(model, opt, sched, seqs: Ragged, cfg, args, compiler=None) -> dict:
+    """Peak matmuls and training steps in alternation; per-repeat GFLOP/s and per-step sequences/s; the
+    untimed warm-up steps' seconds (where train.compile compiles)."""
     batches = batch_rows(len(seqs.starts), cfg.train.batch_size, cfg.seed)
     # bf16 only where it is native: elsewhere one n x n bf16 matmul takes minutes (0.25 GFLOP/s on AVX2)
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32} if native_bf16("cpu") else {"fp32": torch.float32}
-    peaks, rates, cpu_per_wall = {name: [] for name in dtypes}, [], []
+    peaks, rates, cpu_per_wall, warmup_s = {name: [] for name in dtypes}, [], [], []
     shown = "bf16" if "bf16" in dtypes else "fp32"
     for step in range(args.warmup + args.rounds * args.steps):
         if step >= args.warmup and (step - args.warmup) % args.steps == 0:
@@ -179,9 +195,12 @@ def measure(model, opt, sched, seqs: Ragged, cfg, args) -> dict:
                 peaks[name] += matmul_gflops(dtype, args.matmul_size, args.repeats)
         rows = next(batches)
         t0, c0 = time.perf_counter(), time.process_time()
-        train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling")
+        train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling", compiler=compiler)
         wall = time.perf_counter() - t0
-        if step >= args.warmup:
+        if step < args.warmup:
+            warmup_s.append(wall)
+            print(f"warm-up step {step + 1}/{args.warmup}: {wall:.1f} s", flush=True)
+        else:
             rates.append(len(rows) / wall)
             cpu_per_wall.append((time.process_time() - c0) / wall)
             print(f"step {step + 1 - args.warmup}/{args.rounds * args.steps}: {rates[-1]:.0f} sequences/s; "
@@ -189,12 +208,30 @@ def measure(model, opt, sched, seqs: Ragged, cfg, args) -> dict:
     return {"peak_gflops": {k: {"median": float(np.median(v)), "max": float(np.max(v)), "repeats": v}
                             for k, v in peaks.items()},
             "sequences_per_s": float(np.median(rates)), "step_sequences_per_s": rates,
-            "cpu_s_per_wall_s": float(np.median(cpu_per_wall)), "next_rows": next(batches)}
+            "cpu_s_per_wall_s": float(np.median(cpu_per_wall)), "warmup_step_s": warmup_s,
+            "next_rows": next(batches)}
 
 
 def _peak(peaks: dict, name: str) -> str:
     """A row's median peak, or "n/a" where that precision was not measured (bf16 on a CPU without it)."""
     return f"{peaks[name]['median']:.0f}" if name in peaks else "n/a"
+
+
+def _compiled(run: dict) -> str:
+    """A row's train.compile: off (rows from before it existed ran eagerly), on with its compile seconds, or
+    the fallback."""
+    c = run.get("compile")
+    if not c or not c["requested"]:
+        return "off"
+    return f"on, {c['compile_s']:.0f} s" if c["active"] else "eager (see below)"
+
+
+def _warmup_note(run: dict) -> str:
+    c, warmup = run.get("compile"), run.get("warmup_step_s")
+    note = f" Warm-up steps: {', '.join(f'{s:.1f}' for s in warmup)} s." if warmup else ""
+    if c and c["requested"] and not c["active"]:
+        note += f" train.compile=true ran eagerly: {c['fallback']}."
+    return note
 
 
 def git(*a) -> str:
@@ -211,6 +248,7 @@ def run_ceiling(args, overrides: list[str]) -> dict:
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, load_features_for(cfg.model, dataset.items),
                         trained_items(dataset))
     opt, sched = build_optimizer(model, cfg)
+    compiler = StepCompiler(model, "cpu", cfg.train.compile)       # as the loop does (train.compile)
     seqs = sequences_of(dataset.split("train"))
     seqs = seqs.take(np.flatnonzero(seqs.lengths >= 2))          # as the loop: one item supervises nothing
     n_items = (dataset.n_x, dataset.n_y)
@@ -218,13 +256,18 @@ def run_ceiling(args, overrides: list[str]) -> dict:
             if m in model.vectors.modalities}
     stats = sequence_stats(seqs, dataset.n_x, cfg.model.max_len)
     flops = flop_per_sequence(cfg, n_items, dims, stats)
-    measured = measure(model, opt, sched, seqs, cfg, args)
+    measured = measure(model, opt, sched, seqs, cfg, args, compiler)
     rows = measured.pop("next_rows")
     batch = flop_per_sequence(cfg, n_items, dims, sequence_stats(seqs.take(rows), dataset.n_x, cfg.model.max_len))
-    with FlopCounterMode(display=False) as counter:                # torch's count of one real step
+    # torch's count of one real step, eagerly: the counter does not see inside compiled code
+    with FlopCounterMode(display=False) as counter, torch.compiler.set_stance("force_eager"):
         train_epoch(model, opt, sched, seqs, rows, cfg, "cpu", desc="ceiling")
     counted = float(counter.get_total_flops())
-    prof = profile_step(model, opt, sched, seqs, rows, cfg)
+    prof = profile_step(model, opt, sched, seqs, rows, cfg, compiler)
+    step_s = cfg.train.batch_size / measured["sequences_per_s"]
+    compiled = {"requested": cfg.train.compile, "active": compiler.active, "fallback": compiler.reason,
+                "compile_s": max(0.0, sum(measured["warmup_step_s"]) - len(measured["warmup_step_s"]) * step_s)
+                if compiler.active else None}
     precision = "bf16" if use_bf16(cfg.train.bf16, "cpu") else "fp32"   # as train_epoch ran it
     peak = measured["peak_gflops"][precision]["median"]
     bound = peak * 1e9 / flops["total"]
@@ -237,11 +280,13 @@ def run_ceiling(args, overrides: list[str]) -> dict:
                 "status", "--short", "--", "llm_emf/model", "llm_emf/training").splitlines()},
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
+                        # an empty inductor cache makes the compile time a cold start's
+                        "torchinductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
                         "processor": platform.processor() or platform.machine(), "platform": platform.platform(),
                         "load_average_1min": [load_before, os.getloadavg()[0]]},
             "dataset": dataset.meta.name, "n_items": list(n_items), "content_dims": dims, "stats": stats,
             "model": {k: getattr(cfg.model, k) for k in MODEL_KEYS},
-            "batch_size": cfg.train.batch_size, "precision": precision, "overrides": overrides,
+            "batch_size": cfg.train.batch_size, "precision": precision, "overrides": overrides, "compile": compiled,
             "flop_per_sequence": flops, "bound_sequences_per_s": bound,
             "flop_check": {"analytic": batch["total"] * len(rows), "flop_counter": counted,
                            "ratio": counted / (batch["total"] * len(rows))},
@@ -256,14 +301,16 @@ def markdown(doc: dict) -> str:
              f"Bound = peak GFLOP/s of an n x n matmul (n = {runs[-1]['settings']['matmul_size']}, training "
              "precision) / FLOP per training sequence (formula in `bench/train/ceiling.py`). Measured: the loop's "
              "`train_epoch` over one batch. FLOP check: torch.utils.flop_counter's count of a step / the formula's. "
-             "'+ edits': uncommitted changes under llm_emf/model or llm_emf/training.",
+             "'+ edits': uncommitted changes under llm_emf/model or llm_emf/training. compile: train.compile as it "
+             "ran, with the seconds the warm-up steps took beyond two ordinary steps (compiling).",
              "",
-             "| label | date | commit | threads | load | peak bf16 / fp32 (GFLOP/s) | MFLOP / sequence | "
-             "bound (seq/s) | measured (seq/s) | fraction of bound | FLOP check |", "|---" * 11 + "|"]
+             "| label | date | commit | compile | threads | load | peak bf16 / fp32 (GFLOP/s) | MFLOP / sequence | "
+             "bound (seq/s) | measured (seq/s) | fraction of bound | FLOP check |", "|---" * 12 + "|"]
     for r in runs:
         p, m, load = r["peak_gflops"], r["machine"], r["machine"]["load_average_1min"]
         commit = r["git"]["commit"] + (" + edits" if r["git"]["training_code_modified"] else "")
-        lines.append(f"| {r['label']} | {r['date'][:16]} | {commit} | {m['torch_threads']} | {load[0]:.1f} -> "
+        lines.append(f"| {r['label']} | {r['date'][:16]} | {commit} | {_compiled(r)} | {m['torch_threads']} | "
+                     f"{load[0]:.1f} -> "
                      f"{load[1]:.1f} | {_peak(p, 'bf16')} / {_peak(p, 'fp32')} | "
                      f"{r['flop_per_sequence']['total'] / 1e6:.1f} | {r['bound_sequences_per_s']:.0f} | "
                      f"{r['sequences_per_s']:.0f} | {100 * r['fraction_of_bound']:.1f}% | "
@@ -276,7 +323,8 @@ def markdown(doc: dict) -> str:
                   f"sequences, each {s['targets_per_sequence'][0]:.2f} + {s['targets_per_sequence'][1]:.2f} targets "
                   f"in {s['windows_per_sequence']:.3f} windows. Model: {model}; content dims {r['content_dims']}; "
                   f"batch {r['batch_size']}, {r['precision']}. Torch {r['machine']['torch']}, "
-                  f"{r['machine']['cpus']} CPUs, {r['cpu_s_per_wall_s']:.2f} CPU s per wall s while training.", "",
+                  f"{r['machine']['cpus']} CPUs, {r['cpu_s_per_wall_s']:.2f} CPU s per wall s while training."
+                  + _warmup_note(r), "",
                   "| FLOP term | MFLOP per sequence | share |", "|---|---|---|"]
         lines += [f"| {k} | {f[k] / 1e6:.2f} | {100 * f[k] / f['total']:.1f}% |"
                   for k in ("loss", "blocks", "items", "total")]

@@ -32,7 +32,16 @@ class ModelConfig:
     max_len: int = help_field(15, "(int) most recent items of a sequence the model sees", min=2, max=512)
     loss_weight: float = help_field(1.0, "(float) lambda, weight of the shared (mixed-state) loss term", min=0.0,
                                     max=100.0)
+    head: str = help_field("combined", "(str) which state scores a domain's items: combined (h^D: the mixed "
+                           "sequence's state plus the domain's own, with cross-attention; the paper), single (S^D: "
+                           "the domain's own sequence alone, as a per-domain SASRec) or select (train both, each "
+                           "with its loss term, and keep per domain the one with the better validation MRR, so a "
+                           "domain the other one does not help falls back to its own sequence)",
+                           choices=("combined", "single", "select"))
     # ablations and measured alternatives (--help lists them under their own heading)
+    mixed_weight: float = help_field(1.0, "(float) alpha, share of the mixed-sequence state in the combined state: "
+                                     "h^D = alpha * H^{X+Y} + S^D (+ cross-attention)", min=0.0, max=100.0,
+                                     measured="not yet measured")
     positions: str = help_field("relative", "(str) how attention knows order: relative (a learned bias per head "
                                 "and distance back from the query; the last item is the same slot for every "
                                 "length), right (learned position of each column, SASRec: the last column is "

@@ -17,11 +17,26 @@ class TrainConfig:
     weight_decay: float = help_field(0.0, "(float) AdamW weight decay", min=0.0, max=10.0)
     warmup_steps: int = help_field(0, "(int) linear learning-rate warm-up steps", min=0)
     patience: int = help_field(5, "(int) stop after this many epochs without a better validation MRR", min=1)
+    loss: str = help_field("auto", "(str) training loss, per domain: full (softmax over every item of the "
+                           "target's domain), sampled (softmax over the batch's targets plus "
+                           "train.sampled_negatives drawn items, log-Q corrected; training only: validation and "
+                           "test rank the full catalog) or auto (full up to 100,000 items in a domain, sampled "
+                           "above: the crossover in bench/results/catalog_scale.md)",
+                           choices=("auto", "full", "sampled"))
+    sampled_negatives: int = help_field(1024, "(int) train.loss=sampled: items drawn per domain and batch (with "
+                                        "replacement) as negatives besides the batch's targets", min=1, max=1 << 24)
+    sampled_alpha: float = help_field(0.0, "(float) train.loss=sampled: items are drawn with probability "
+                                      "proportional to their training count ** alpha; 0 is uniform over all the "
+                                      "domain's items (the batch's targets already follow popularity, so the draws "
+                                      "cover the tail and untrained items), 1 follows popularity", min=0.0, max=2.0)
     num_workers: int = help_field(0, "(int) Ray Train workers; 0 trains in-process (local mode)", min=0, max=4096)
     cpus_per_worker: float = help_field(1.0, "(float) CPUs reserved per worker (fractions allowed)", min=0.0)
     use_gpu: bool = help_field(False, "(bool) one GPU per worker (NCCL); otherwise gloo on CPU")
     bf16: bool = help_field(False, "(bool) bf16 autocast for forward and loss where the device does "
                                   "bf16 natively (GPU, AVX-512/AMX CPU); elsewhere fp32 with a warning")
+    compile: bool = help_field(True, "(bool) the training step's sequence encoders through torch.compile "
+                               "(inductor; the first steps compile); eager mode with one warning where it cannot "
+                               "work (no C++ compiler or Triton, another device, a compile error)")
     max_failures: int = help_field(2, "(int) worker-group restarts from the latest checkpoint", min=0)
     run_name: str = help_field("", "(str) run name; reusing it resumes that run from its latest checkpoint")
     storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")

@@ -177,22 +177,37 @@ class CsvRecord:
 class _PhysicalLines:
     """The lines csv.reader consumes, counted and kept per record. Lines end at ``\\n`` (or ``\\r\\n``), or at
     ``\\r`` in an old-Mac file. Bytes are decoded with surrogateescape so that an undecodable byte spoils one
-    record, not the file."""
+    record, not the file. Lines handed back (:meth:`push_back`) are read again before the rest of the file;
+    ``ran_out`` says the file ended while csv.reader asked for more (reset by the caller per record)."""
 
     def __init__(self, path: Path):
         self.path, self.count, self.last, self.taken = path, 0, b"", []
+        self.pending: list[str] = []
+        self.ran_out = False
         self._raw = raw_lines(path)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        raw = next(self._raw)
-        self.count, self.last = self.count + 1, raw
-        text = raw.decode("utf-8", "surrogateescape")
-        text = text.removeprefix(BOM) if self.count == 1 else text
+        if self.pending:
+            text = self.pending.pop(0)
+        else:
+            try:
+                raw = next(self._raw)
+            except StopIteration:
+                self.ran_out = True
+                raise
+            self.last = raw
+            text = raw.decode("utf-8", "surrogateescape")
+            text = text.removeprefix(BOM) if self.count == 0 else text
+        self.count += 1
         self.taken.append(text)
         return text
+
+    def push_back(self, texts: list[str]) -> None:
+        self.pending[:0] = texts
+        self.count -= len(texts)
 
 
 def wrong_width(record: CsvRecord, width: int) -> tuple[str, str] | None:
@@ -215,22 +230,44 @@ def _record_problem(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _quote_opened_on(first: int, taken: list[str], field: str) -> int:
+    """The line on which the last field of a record that ran to the end of the file inside quotes opened: every
+    line ending from there on is inside that field (a doubled quote changes no line ending)."""
+    if len(taken) == 1:
+        return first
+    ending = taken[0][-1]                  # "\n", or "\r" in an old-Mac file
+    inside = field.count(ending) - taken[-1].endswith(ending)
+    return first + len(taken) - 1 - inside
+
+
 def read_csv_records(path: Path, bad: BadRows) -> Iterator[CsvRecord]:
     """Yield each non-blank record of a CSV file (the header first), parsed by the ``csv`` module: quoted
     fields may hold commas and newlines. A record the parser rejects, or with an undecodable byte or a NUL, is
-    a bad row; in the header (the first record) it is a DataError."""
+    a bad row; in the header (the first record) it is a DataError.
+
+    A quoted field still open at the end of the file (a stray ``"``) is a bad row from the record's first line
+    through the line where that field opened; the lines after it are read as records again, so that one stray
+    quote spoils one row, not the rest of the file."""
     lines = _PhysicalLines(path)
     reader = csv.reader(lines)
     header_seen = False
     try:
         while True:
-            first, lines.taken = lines.count + 1, []
+            first, lines.taken, lines.ran_out = lines.count + 1, [], False
             try:
                 fields = next(reader)
             except StopIteration:
                 break
             except csv.Error as e:  # e.g. a stray carriage return inside an unquoted field
                 fields, problem = None, ("one CSV row", f"unparsable CSV ({e})")
+            if fields is not None and lines.ran_out:   # csv.reader returns an unclosed quoted field at EOF
+                opened = _quote_opened_on(first, lines.taken, fields[-1])
+                last = lines.count
+                lines.push_back(lines.taken[opened - first + 1:])
+                del lines.taken[opened - first + 1:]
+                fields, problem = None, ('a closing quote (") for every quoted field',
+                                         f"a quoted field opened on line {opened} still open at the end of the "
+                                         f"file (line {last})")
             text = "".join(lines.taken).rstrip("\r\n")
             if fields is not None:
                 if not fields or (len(fields) == 1 and not fields[0].strip()):

@@ -2,14 +2,16 @@
 
 A *scorer* is ``scorer(rows, domain) -> (B, n_domain_items)`` tensor: ``rows`` are SEQUENCE_SCHEMA rows
 of the split whose target (the last item) is in ``domain`` (0 = X, 1 = Y); the input is ``items[:-1]``.
-Column ``j`` scores item_index ``j`` (X) or ``n_x + j`` (Y). The scorer is called once per batch of
-``train.eval_batch_size`` cases, and both protocols are read off the same scores, so memory stays at
-one batch times the domain's items.
+Column ``j`` scores item_index ``j`` (X) or ``n_x + j`` (Y). A scorer may also offer
+``scorer.item_scores(rows, domain) -> ItemScores`` (``llm_emf.model.item_scores``; model scorers from
+``llm_emf.serving.make_scorer`` do): the evaluator then uses it, and the full protocol counts, a chunk of items
+at a time, how many items score above (and equal to) the target, so memory stays at one batch times one
+chunk of items whatever the catalog size. The scorer is called once per batch of ``train.eval_batch_size``
+cases, and both protocols are read off the same scores.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +25,9 @@ from llm_emf.config import Config, ConfigError
 from llm_emf.config.train import PROTOCOLS
 from llm_emf.data.cold import KINDS, trained_items
 from llm_emf.data.schema import DOMAIN_X, DOMAIN_Y, DataError, Dataset, domain_of, domain_slice, fingerprint
-from .metrics import metrics_from_ranks, target_ranks
+from llm_emf.model.item_scores import DenseScores, ItemScores, SeenItems
+
+from .metrics import chunked_target_ranks, metrics_from_ranks, target_ranks
 from .negatives import load_or_create_negatives, negatives_path
 from .result import EvalResult
 
@@ -63,19 +67,31 @@ def split_targets(rows: pa.Table, split: str, n_items: int) -> np.ndarray:
     return targets
 
 
-def _mask_seen(scores: torch.Tensor, rows: pa.Table, target_local: torch.Tensor, lo: int) -> torch.Tensor:
-    """Set history items of the domain (never the target) to -inf; returns a new tensor."""
+def _seen_items(rows: pa.Table, target_local: np.ndarray, lo: int, size: int) -> SeenItems:
+    """The history items of the domain (never the target) per row, to leave out of the full ranking."""
     lengths, flat = _flat_items(rows)
     starts = np.cumsum(lengths) - lengths
     row_of = np.repeat(np.arange(len(lengths)), lengths)                     # (sum,)
     is_last = np.arange(len(flat)) == np.repeat(starts + lengths - 1, lengths)
     local = flat - lo
-    keep = ~is_last & (local >= 0) & (local < scores.shape[1])
-    keep &= local != target_local.cpu().numpy()[row_of]                      # the target stays a candidate
-    scores = scores.clone()
-    idx_r = torch.as_tensor(row_of[keep], device=scores.device)
-    idx_c = torch.as_tensor(local[keep], device=scores.device)
-    scores[idx_r, idx_c] = -math.inf
+    keep = ~is_last & (local != target_local[row_of])                         # the target stays a candidate
+    return SeenItems(row_of[keep], local[keep], size)
+
+
+def _scores_of(scorer: Scorer, rows: pa.Table, domain: int, size: int, name: str) -> ItemScores:
+    """The scorer's chunked scores when it offers them, else its tensor; checked against (B, size)."""
+    chunked = getattr(scorer, "item_scores", None)
+    scores = chunked(rows, domain) if chunked is not None else scorer(rows, domain)
+    if isinstance(scores, torch.Tensor) and scores.dim() == 2:
+        shape = tuple(scores.shape)
+        scores = DenseScores(scores)
+    elif isinstance(scores, ItemScores):
+        shape = (scores.n_rows, scores.n_items)
+    else:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+    if shape != (rows.num_rows, size):
+        raise ValueError(f"scorer must return a tensor of shape (B={rows.num_rows}, items in {name}={size}) "
+                         f"for domain {domain}, found {shape}")
     return scores
 
 
@@ -123,20 +139,16 @@ def evaluate(scorer: Scorer, dataset: Dataset, split: str, cfg: Config,
             batch = cases[start:start + batch_size]                           # (B,)
             batch_rows = rows.take(pa.array(batch))
             with torch.inference_mode():
-                scores = scorer(batch_rows, domain)                           # (B, size)
-            if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(batch), size):
-                shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-                raise ValueError(f"scorer must return a tensor of shape (B={len(batch)}, items in "
-                                 f"{names[domain]}={size}) for domain {domain}, found {shape}")
-            target_local = torch.as_tensor(targets[batch] - lo, device=scores.device)   # (B,)
-            if "full" in protocols:
-                full = _mask_seen(scores, batch_rows, target_local, lo) if cfg.eval.exclude_seen else scores
-                found["full"].append(target_ranks(full, target_local, ties).cpu())
-            if "sampled" in protocols:
-                neg_local = torch.as_tensor(negatives[batch, :k].astype(np.int64) - lo, device=scores.device)
-                cand = torch.cat([target_local[:, None], neg_local], dim=1)   # (B, 1 + k), target first
-                found["sampled"].append(target_ranks(scores.gather(1, cand), torch.zeros_like(target_local),
-                                                     ties).cpu())
+                scores = _scores_of(scorer, batch_rows, domain, size, names[domain])
+                target_local = torch.as_tensor(targets[batch] - lo, device=scores.device)   # (B,)
+                if "full" in protocols:
+                    seen = _seen_items(batch_rows, targets[batch] - lo, lo, size) if cfg.eval.exclude_seen else None
+                    found["full"].append(chunked_target_ranks(scores, target_local, ties, seen).cpu())
+                if "sampled" in protocols:
+                    neg_local = torch.as_tensor(negatives[batch, :k].astype(np.int64) - lo, device=scores.device)
+                    cand = torch.cat([target_local[:, None], neg_local], dim=1)   # (B, 1 + k), target first
+                    found["sampled"].append(target_ranks(scores.at(cand), torch.zeros_like(target_local),
+                                                         ties).cpu())
         for p in protocols:
             ranks[p][names[domain]] = torch.cat(found[p]).numpy() if found[p] else np.zeros(0, np.int64)
             n_cand[p][names[domain]] = size if p == "full" else 1 + k

@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from llm_emf.model.item_scores import ItemScores, SeenItems
+
 TIE_RULES = ("pessimistic", "optimistic")
 
 
@@ -47,6 +49,43 @@ def target_ranks(scores: torch.Tensor, target_col: torch.Tensor, ties: str = "pe
         ranks = 1 + higher
     n_cand = scores.shape[1]
     return torch.where(torch.isnan(target_score[:, 0]), torch.full_like(ranks, n_cand), ranks)
+
+
+def chunked_target_ranks(scores: ItemScores, target_col: torch.Tensor, ties: str = "pessimistic",
+                         seen: SeenItems | None = None, chunk: int | None = None) -> torch.Tensor:
+    """:func:`target_ranks` over all ``scores.n_items`` columns, one chunk of items at a time.
+
+    A rank needs only how many candidates score above (and, pessimistic, equal to) the target, so each
+    chunk adds its counts and is dropped: memory is one ``(B, chunk)`` block (``chunk`` items, default the
+    byte budget's, ``llm_emf.model.item_scores.chunk_size``). ``seen`` pairs are set to -inf first, as a masked
+    dense matrix holds them. The target's score comes from ``scores.target_scores`` (computed as its chunk
+    computes it), and its own column is left out of the counts, so it never counts against itself. Same
+    result as ``target_ranks`` on the dense (masked) matrix when the scores are the same.
+    """
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, found '{ties}'")
+    if target_col.shape != (scores.n_rows,):
+        raise ValueError(f"expected target_col ({scores.n_rows},), found {tuple(target_col.shape)}")
+    device = scores.device
+    target_col = target_col.to(device, torch.long)
+    width = scores.width(chunk)
+    target_score = _floating(scores.target_scores(target_col, width))[:, None]      # (B, 1)
+    above = torch.zeros(scores.n_rows, dtype=torch.long, device=device)
+    for lo, block in scores.chunks(width):                         # block: (B, C), ours to modify
+        block = _floating(block)
+        if seen is not None:
+            seen.mask(block, lo)
+        here = torch.nonzero((target_col >= lo) & (target_col < lo + block.shape[1])).flatten()
+        block[here, target_col[here] - lo] = math.nan              # NaN is neither above nor tied
+        # pessimistic: 1 + #above + #tied = 1 + #(>=), one pass over the block
+        above += (block >= target_score if ties == "pessimistic" else block > target_score).sum(dim=1)
+    ranks = 1 + above
+    return torch.where(torch.isnan(target_score[:, 0]), torch.full_like(ranks, scores.n_items), ranks)
+
+
+def _floating(t: torch.Tensor) -> torch.Tensor:
+    # integer scores (counts) become float64, exact to 2**53, so -inf and NaN can mark masked and target columns
+    return t if t.is_floating_point() else t.double()
 
 
 def metric_names(ks: list[int] | tuple[int, ...]) -> list[str]:

@@ -102,7 +102,8 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
         ds = ray.data.from_arrow(table_blocks(todo, ec.batch_size * 4))
         if ec.backend == "transformers":
             from llm_emf.features.model_source import resolve_model
-            model_dir = str(resolve_model(ec.model))  # converted once, here, not once per actor
+            # converted once, here, not once per actor (`make install` has done it for the demo's model)
+            model_dir = str(resolve_model(ec.model, log=print))
             ds = map_batches_on_actors(ds, enricher_cls, fn_constructor_kwargs=dict(
                 model_dir=model_dir, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, seed=cfg.seed),
                 batch_size=ec.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=ec.concurrency),
@@ -110,7 +111,7 @@ def run_enrich(cfg: Config, items_path: str | Path, domains: tuple[str, str],
         elif ec.backend == "vllm":
             from llm_emf.features.model_source import resolve_model
             from llm_emf.features.vllm_backend import vllm_enrich
-            ds = vllm_enrich(ds, str(resolve_model(ec.model)), engine_kwargs=ec.engine_kwargs,
+            ds = vllm_enrich(ds, str(resolve_model(ec.model, log=print)), engine_kwargs=ec.engine_kwargs,
                              concurrency=ec.concurrency, batch_size=ec.batch_size,
                              max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, seed=cfg.seed)
         elif ec.backend != "none":

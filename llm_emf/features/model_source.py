@@ -3,7 +3,10 @@
 Accepted sources: a hub name (read from the local HF cache only; runs are offline), a local model folder,
 a ``.gguf`` file, or ``embedded:<name>``: a GGUF shipped inside pip packages (see ``EMBEDDED_MODELS``).
 A GGUF is dequantised once (slow, ~1 min for 0.5B params) and saved as bf16 safetensors under
-``~/.cache/llm-emf/models/<name>``; later runs load that cache in about a second.
+``~/.cache/llm-emf/models/<name>`` (``$LLM_EMF_CACHE/models/<name>``); later runs load that cache in about a
+second. ``make install`` converts the demo's model ahead of time, so that no pipeline pays the minute:
+
+    python -m llm_emf.features.model_source --config configs/demo.yaml    # or: ... embedded:<name>
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +121,15 @@ def _cache_is_valid(out_dir: Path, expected_sha: str) -> bool:
     return not expected_sha or json.loads(marker.read_text()).get("sha256") == expected_sha
 
 
-def resolve_model(spec: str) -> Path | str:
-    """Return a local folder (or, for a hub name, the name itself for the offline HF cache)."""
+def resolve_model(spec: str, log=None) -> Path | str:
+    """Return a local folder (or, for a hub name, the name itself for the offline HF cache). ``log`` (a
+    print-like function) is told before a conversion starts, so that the minute it takes is explained."""
+
+    def convert(gguf: Path, out_dir: Path) -> Path:
+        if log is not None:
+            log(f"converting {spec} to {out_dir} once (~1 min on 2 cores; later runs reuse it)")
+        return convert_gguf(gguf, out_dir)
+
     if spec.startswith("embedded:"):
         name = spec.split(":", 1)[1]
         if name not in EMBEDDED_MODELS:
@@ -130,7 +141,7 @@ def resolve_model(spec: str) -> Path | str:
             return out_dir
         gguf = assemble_embedded_gguf(name, cache_root() / f"{name}.gguf")
         try:
-            return convert_gguf(gguf, out_dir)
+            return convert(gguf, out_dir)
         finally:
             if gguf.parent == cache_root():
                 gguf.unlink(missing_ok=True)  # 0.5 GB: the safetensors cache replaces it
@@ -140,7 +151,7 @@ def resolve_model(spec: str) -> Path | str:
             raise ConfigError(f"features.enrich.model: GGUF file {path} does not exist")
         digest = file_sha256(path)
         out_dir = cache_root() / f"{path.stem}-{digest[:12]}"
-        return out_dir if _cache_is_valid(out_dir, digest) else convert_gguf(path, out_dir)
+        return out_dir if _cache_is_valid(out_dir, digest) else convert(path, out_dir)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"features.enrich.model: folder {path} has no config.json")
@@ -149,3 +160,34 @@ def resolve_model(spec: str) -> Path | str:
         return spec  # hub name, resolved by transformers from the offline cache
     raise ConfigError(f"features.enrich.model: '{spec}' is neither a folder, a .gguf file, a hub name "
                       f"(org/name) nor embedded:<name>")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Convert models into the cache ahead of a run: the SPECs given, else the config's features.enrich.model
+    (nothing where its backend is ``none``). A model already converted is a check of a second, so
+    ``make install`` runs this every time."""
+    import argparse
+
+    from llm_emf.config import load_config
+
+    p = argparse.ArgumentParser(prog="python -m llm_emf.features.model_source", description=main.__doc__)
+    p.add_argument("--config", "-c", help="YAML config whose features.enrich.model to convert")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="embedded:<name>, a .gguf file, a folder or a hub name")
+    args = p.parse_args(argv)
+    try:
+        specs = args.specs
+        if not specs:
+            ec = load_config(args.config).features.enrich
+            specs = [ec.model] if ec.backend != "none" else []
+        for spec in specs:
+            start = time.perf_counter()
+            found = resolve_model(spec, log=print)
+            print(f"{spec}: {found} (ready in {time.perf_counter() - start:.1f} s)")
+    except ConfigError as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,8 +2,10 @@
 
 ``build_model(cfg.model, n_x, n_y, features)`` returns a module with the common contract:
 ``build_training_batch(Ragged)``, ``forward(batch) -> (loss, n_positions)``, ``build_eval_batch(Ragged)``,
-``score(batch, domain) -> (B, n_domain_items)``. Scoring with a model (the evaluator's scorer, top-k lists)
-is ``llm_emf.serving.scoring``.
+``score(batch, domain) -> (B, n_domain_items)`` and ``item_scores(batch, domain) -> ItemScores``, the same
+scores computed a chunk of items at a time (``item_scores.py``: what full ranking and top-k lists use, so memory
+does not grow with the catalog). Scoring with a model (the evaluator's scorer, top-k lists) is
+``llm_emf.serving.scoring``.
 """
 
 from __future__ import annotations

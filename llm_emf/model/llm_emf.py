@@ -7,7 +7,8 @@ normalised by the weight sum; training maximises log P of the target (a mixture 
 a and b cannot grow without bound). An item lacking a modality gets no probability from that modality.
 
 Loss per domain D (C2DSR): CE(h^D_t) "specific" + lambda * CE(H^{X+Y}_t) "shared", averaged over the
-valid positions whose next item is in D, summed over X and Y.
+valid positions whose next item is in D, summed over X and Y. Each CE is a softmax over all of D's items, or
+with train.loss=sampled over one sampled candidate set per domain and batch (sampled_loss.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from llm_emf.data.schema import domain_slice, in_domain
 from .batch import PAD, MixedBatch, Ragged, mixed_batch, training_batch
 from .features import ItemFeatures
 from .fused_loss import linear_cross_entropy
+from .sampled_loss import LossPart, sampled_loss
+from .item_scores import DotScores, ItemScores, MixtureScores, MixtureStream
 from .items import EarlyFusion, FusionWeight, ItemVectors
 from .network import PreferenceNetwork
 
@@ -35,7 +38,8 @@ class Stream(NamedTuple):
     modality: str
     items: torch.Tensor             # (n_items, q) item vectors the states are scored against
     mixed: torch.Tensor             # (B, L, q) H^{X+Y}, states of the interleaved sequence
-    domains: list[torch.Tensor]     # [h^X, h^Y], each (B, L, q): single-domain states (with cross-attention)
+    domains: list[torch.Tensor]     # [h^X, h^Y], each (B, L, q): combined states (mixed + single + cross-attention)
+    singles: list[torch.Tensor]     # [S^X, S^Y], each (B, L, q): single-domain states alone (no cross-domain input)
 
 
 def modalities_of(cfg: ModelConfig) -> tuple[str, ...]:
@@ -50,8 +54,12 @@ class LLMEMF(nn.Module):
         self.max_len = cfg.max_len
         self.modalities = modalities_of(cfg)
         self.vectors = ItemVectors(n_x, n_y, cfg, self.modalities, features, trained)
+        self.negatives = None       # train.loss=sampled: a NegativeSampler the training loop sets (training only)
         net = lambda: PreferenceNetwork(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,  # noqa: E731
-                                        cfg.dropout, cfg.cross_attention, cfg.positions)
+                                        cfg.dropout, cfg.cross_attention, cfg.positions, cfg.mixed_weight)
+        # Per domain, which state scores its items: 0 the combined h^D, 1 the single-domain S^D. Set by
+        # model.head (select: by validation, llm_emf.training.heads), saved with the weights.
+        self.register_buffer("head_single", torch.tensor([cfg.head == "single"] * 2))
         if cfg.fusion == "early":
             self.fusion = EarlyFusion(self.vectors, cfg)
             self.net = net()
@@ -101,36 +109,60 @@ class LLMEMF(nn.Module):
         """Returns (loss, number of supervised positions)."""
         streams = self._streams(batch)
         targets = batch.targets                                                 # (B, L)
-        loss = streams[0].mixed.sum() * 0.0                                     # keeps every branch in the graph
+        # zero terms keep every branch in the graph (DDP wants a gradient for every parameter)
+        loss = sum(s.mixed.sum() + sum(x.sum() for x in (*s.domains, *s.singles)) for s in streams) * 0.0
         n = torch.zeros((), dtype=torch.long, device=targets.device)
         for d in (0, 1):
             in_d = (targets != PAD) & in_domain(targets, self.n_x, d)               # (B, L)
             if not bool(in_d.any()):
-                loss = loss + sum(s.domains[d].sum() for s in streams) * 0.0
                 continue
             y = targets[in_d] - self.domain_slice(d).start                    # (N,)
+            if self.training and self.negatives is not None and self.negatives.samples(d):
+                loss = loss + self._sampled_domain_loss(streams, in_d, y, d)   # train.loss=sampled
+                n = n + in_d.sum()
+                continue
             if self.cfg.fusion == "early" and self.cfg.fused_loss:
                 loss = loss + self._fused_domain_loss(streams[0], in_d, y, d)
                 n = n + in_d.sum()
                 continue
-            specific = self._log_probs(streams, lambda s: s.domains[d][in_d], d)   # (N, n_D)
-            loss = loss + F.nll_loss(specific.float(), y)
-            if self.cfg.loss_weight > 0:                    # the item matmul dominates the step: skip it when unused
-                shared = self._log_probs(streams, lambda s: s.mixed[in_d], d)
-                loss = loss + self.cfg.loss_weight * F.nll_loss(shared.float(), y)
+            for states_of, weight in self._loss_terms(d, in_d):
+                log_probs = self._log_probs(streams, states_of, d)            # (N, n_D)
+                loss = loss + weight * F.nll_loss(log_probs.float(), y)
             n = n + in_d.sum()
         return loss, n
 
+    def _loss_terms(self, domain: int, in_d: torch.Tensor) -> list[tuple]:
+        """``[(states_of(stream) -> (N, q), weight)]`` of domain D's loss: the combined state h^D ("specific",
+        unless model.head=single), lambda * the mixed state H ("shared"), and the single-domain state S^D when
+        model.head trains it (single, select). Terms of weight 0 are left out: the item matmul dominates."""
+        head = self.cfg.head
+        terms = [(lambda s: s.domains[domain][in_d], 0.0 if head == "single" else 1.0),
+                 (lambda s: s.mixed[in_d], self.cfg.loss_weight),
+                 (lambda s: s.singles[domain][in_d], 1.0 if head in ("single", "select") else 0.0)]
+        return [(states_of, w) for states_of, w in terms if w > 0]
+
     def _fused_domain_loss(self, stream: Stream, in_d: torch.Tensor, y: torch.Tensor, domain: int) -> torch.Tensor:
-        """The specific and shared terms of early fusion in one chunked softmax pass (same items)."""
-        rows, weights = [stream.domains[domain][in_d]], [1.0]                 # (N, q)
-        if self.cfg.loss_weight > 0:
-            rows.append(stream.mixed[in_d])
-            weights.append(self.cfg.loss_weight)
+        """Early fusion's loss terms (``_loss_terms``) in one chunked softmax pass (same items)."""
+        terms = self._loss_terms(domain, in_d)
+        rows, weights = [states_of(stream) for states_of, _ in terms], [w for _, w in terms]   # each (N, q)
         n = y.shape[0]
         row_weights = torch.cat([torch.full((n,), w / n, device=y.device) for w in weights])
         return linear_cross_entropy(torch.cat(rows), stream.items[self.domain_slice(domain)], y.repeat(len(rows)),
                                     row_weights)
+
+    def _sampled_domain_loss(self, streams: list[Stream], in_d: torch.Tensor, y: torch.Tensor,
+                             domain: int) -> torch.Tensor:
+        """train.loss=sampled: every loss term (``_loss_terms``) of every stream against one candidate set drawn
+        for this domain and batch (llm_emf.model.sampled_loss); late fusion mixes the streams' likelihoods."""
+        terms = self._loss_terms(domain, in_d)
+        n = y.shape[0]
+        row_weights = torch.cat([torch.full((n,), w / n, device=y.device) for _, w in terms])
+        late = self.cfg.fusion == "late"
+        parts = [LossPart(torch.cat([states_of(s) for states_of, _ in terms]), s.items,
+                          self.vectors.has(s.modality) if late else None,
+                          self.late_weights[s.modality]() if late else None) for s in streams]
+        targets = (y + self.domain_slice(domain).start).repeat(len(terms))
+        return sampled_loss(parts, targets, self.negatives.candidates(domain, y), row_weights)
 
     # -- inference --------------------------------------------------------------------------------
     def build_eval_batch(self, inputs: Ragged) -> MixedBatch:
@@ -142,8 +174,31 @@ class LLMEMF(nn.Module):
         streams = self._streams(batch)
         if self.cfg.fusion == "early":
             fused = streams[0]
-            return fused.domains[domain][:, -1] @ fused.items[self.domain_slice(domain)].T
-        return self._log_probs(streams, lambda s: s.domains[domain][:, -1], domain)
+            return self.head_states(fused, domain)[:, -1] @ fused.items[self.domain_slice(domain)].T
+        return self._log_probs(streams, lambda s: self.head_states(s, domain)[:, -1], domain)
+
+    @torch.no_grad()
+    def item_scores(self, batch: MixedBatch, domain: int) -> ItemScores:
+        """``score``'s scores as an :class:`ItemScores` (``llm_emf.model.item_scores``): the states after each
+        row's last item and the domain's item vectors, scored a chunk of items at a time, never (B, n_D)."""
+        streams = self._streams(batch)
+        sl = self.domain_slice(domain)
+        if self.cfg.fusion == "early":
+            return DotScores(self.head_states(streams[0], domain)[:, -1].contiguous(), streams[0].items[sl])
+        parts = [MixtureStream(self.head_states(s, domain)[:, -1].contiguous(), s.items[sl],
+                               self.vectors.has(s.modality)[sl],
+                               torch.log(self.late_weights[s.modality]().clamp(min=1e-6))) for s in streams]
+        log_norm = torch.logsumexp(torch.stack([p.log_weight for p in parts]), dim=0)
+        return MixtureScores(parts, log_norm, MISSING)
+
+    def head_states(self, stream: Stream, domain: int) -> torch.Tensor:
+        """(B, L, q) the states that score ``domain``'s items: combined h^D, or S^D where ``head_single`` says."""
+        return stream.singles[domain] if bool(self.head_single[domain]) else stream.domains[domain]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Weights saved before model.head existed scored with the combined state.
+        state_dict.setdefault(prefix + "head_single", torch.zeros(2, dtype=torch.bool))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _init_weights(module: nn.Module) -> None:

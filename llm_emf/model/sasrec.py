@@ -2,7 +2,8 @@
 
 It shares the item-vector code with LLM-EMF (ID by default; modalities fuse early if switched on) but
 never sees the other domain: the X model reads only S^X and predicts the next X item, and likewise for Y.
-Full-softmax cross-entropy at every position (method.md's measured lesson).
+Full-softmax cross-entropy at every position (method.md's measured lesson), or with train.loss=sampled a
+sampled softmax over in-batch and drawn negatives (sampled_loss.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from llm_emf.data.schema import domain_slice
 from .batch import PAD, Ragged, single_domain_batch
 from .features import ItemFeatures
 from .fused_loss import linear_cross_entropy
+from .item_scores import DotScores
 from .items import EarlyFusion, ItemVectors
 from .layers import CausalEncoder
 from .llm_emf import _init_weights, modalities_of
 from .network import embed
+from .sampled_loss import LossPart, sampled_loss
 
 
 @dataclass
@@ -42,6 +45,7 @@ class SASRecPair(nn.Module):
         self.cfg, self.n_x, self.n_y, self.max_len = cfg, n_x, n_y, cfg.max_len
         self.vectors = ItemVectors(n_x, n_y, cfg, modalities_of(cfg), features, trained)
         self.fusion = EarlyFusion(self.vectors, cfg)
+        self.negatives = None       # train.loss=sampled: a NegativeSampler the training loop sets (training only)
         self.encoders = nn.ModuleList(CausalEncoder(cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.max_len,
                                                     cfg.dropout, cfg.positions) for _ in range(2))
         self.apply(_init_weights)
@@ -72,7 +76,11 @@ class SASRecPair(nn.Module):
                 continue
             sl = self.domain_slice(d)
             y = batch.targets[d][sel] - sl.start                              # (N,)
-            if self.cfg.fused_loss:
+            if self.training and self.negatives is not None and self.negatives.samples(d):   # train.loss=sampled
+                weights = torch.full(y.shape, 1.0 / y.shape[0], device=y.device)
+                loss = loss + sampled_loss([LossPart(states[sel], vecs)], y + sl.start,
+                                           self.negatives.candidates(d, y), weights)
+            elif self.cfg.fused_loss:
                 weights = torch.full(y.shape, 1.0 / y.shape[0], device=y.device)
                 loss = loss + linear_cross_entropy(states[sel], vecs[sl], y, weights)
             else:
@@ -86,3 +94,10 @@ class SASRecPair(nn.Module):
         vecs = self.fusion()
         states = self._states(vecs, batch.inputs[domain], domain)
         return states[:, -1] @ vecs[self.domain_slice(domain)].T             # (B, n_D)
+
+    @torch.no_grad()
+    def item_scores(self, batch: DomainBatch, domain: int) -> DotScores:
+        """``score``'s scores, computed a chunk of items at a time (``llm_emf.model.item_scores``)."""
+        vecs = self.fusion()
+        states = self._states(vecs, batch.inputs[domain], domain)
+        return DotScores(states[:, -1].contiguous(), vecs[self.domain_slice(domain)])

@@ -6,6 +6,7 @@ imports training.
 """
 
 from .run import find_checkpoint, load_models, load_scorer, read_results
-from .scoring import make_scorer, recommend, top_k
+from .scoring import DomainScorers, ModelScorer, make_scorer, recommend, top_k
 
-__all__ = ["find_checkpoint", "load_models", "load_scorer", "read_results", "make_scorer", "recommend", "top_k"]
+__all__ = ["find_checkpoint", "load_models", "load_scorer", "read_results", "make_scorer", "ModelScorer",
+           "DomainScorers", "recommend", "top_k"]

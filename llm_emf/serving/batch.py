@@ -1,8 +1,9 @@
 """Offline batch recommendations: the top-k items of each domain for every user of a split, as a Ray Data job.
 
 Users are streamed through an actor pool; each actor loads the trained run once (``load_models``) and
-scores a batch of histories for both domains at a time. Output is one Parquet row per (user, domain),
-written the way the feature jobs write: every finished batch is a durable part file, so a killed job
+scores a batch of histories for both domains at a time, a chunk of items at a time with a running top-k
+(``scoring.top_k``), so an actor's memory does not grow with the catalog. Output is one Parquet row per
+(user, domain), written the way the feature jobs write: every finished batch is a durable part file, so a killed job
 rerun with the same arguments recomputes only the users it had not finished (``llm_emf.jobs.write_stream``).
 The history fed to the model is everything the split holds for the user, target included: what a live
 system would know when it refreshes that user's recommendations. The run, the dataset and the output may be

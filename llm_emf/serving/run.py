@@ -25,7 +25,7 @@ from llm_emf.hashing import file_sha256
 from llm_emf.model import build_model, load_features_for
 
 from .catalog import ITEM_ROWS, match_catalog
-from .scoring import make_scorer
+from .scoring import DomainScorers, make_scorer
 
 
 SWAPPABLE_UNSEEN = ("neighbor", "zero", "mean")
@@ -196,8 +196,8 @@ def _load_weights(model: torch.nn.Module, weights: dict, folder: Path | str) -> 
 
 
 def load_scorer(run: str | Path, dataset: Dataset, cfg: Config | None = None):
-    """The evaluator's scorer for a trained run (each domain scored by its best-validation model)."""
+    """The evaluator's scorer for a trained run (each domain scored by its best-validation model), chunked
+    path included (``DomainScorers``)."""
     run_cfg, dataset, models = load_models(run, dataset)
     batch_size = (cfg or run_cfg).train.eval_batch_size
-    scorers = {d: make_scorer(m, batch_size) for d, m in models.items()}
-    return lambda rows, domain: scorers[domain](rows, domain)
+    return DomainScorers({d: make_scorer(m, batch_size) for d, m in models.items()})

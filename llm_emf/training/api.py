@@ -30,7 +30,7 @@ from llm_emf.evaluation import EvalResult, evaluate, protocols_from_config
 from llm_emf.hashing import file_sha256
 from llm_emf.ray_local import ensure_ray
 from llm_emf.serving.run import load_models
-from llm_emf.serving.scoring import make_scorer
+from llm_emf.serving.scoring import DomainScorers, make_scorer
 from llm_emf.storage import Storage
 
 from .hooks import TrainHook
@@ -53,7 +53,8 @@ class TrainResult:
     def summary(self) -> dict:
         return {"run_name": self.run_name, "run_dir": self.run_dir, "checkpoint": self.checkpoint,
                 "epochs_run": len(self.history),
-                "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"], "valid": b["metrics"]}
+                "best": {d: {"epoch": b["epoch"], "valid_mrr": b["mrr"], "head": b.get("head", ""),
+                             "valid": b["metrics"]}
                          for d, b in self.best.items()},
                 "test": self.test.to_dict(), **self.extra}
 
@@ -170,7 +171,7 @@ def finish(cfg: Config, checkpoint: str, run_dir: str, workers: list[dict] | Non
         sha256 = (digest.read_text(encoding="ascii").strip() if digest.is_file()
                   else file_sha256(Path(local, STATE_FILE)))
     scorers = {d: make_scorer(m, cfg.train.eval_batch_size) for d, m in models.items()}
-    test = evaluate(lambda rows, domain: scorers[domain](rows, domain), dataset, "test", cfg,
+    test = evaluate(DomainScorers(scorers), dataset, "test", cfg,
                     protocols=protocols_from_config(cfg), scorer_name=cfg.model.name)
     selection = state["selection"]
     extra = {"stopped_early": selection["stale_epochs"] >= selection["patience"],

@@ -25,16 +25,17 @@ from llm_emf.config import Config
 from llm_emf.config.loader import from_dict
 from llm_emf.data.cold import trained_items
 from llm_emf.data.schema import Dataset
-from llm_emf.evaluation import PROTOCOLS, evaluate
 from llm_emf.model import build_model, load_features_for
 from llm_emf.model.batch import sequences_of
+from llm_emf.model.sampled_loss import NegativeSampler, negative_sampler, target_counts
 from llm_emf.precision import use_bf16
 from llm_emf.serving.catalog import catalog_record
-from llm_emf.serving.scoring import make_scorer
 
 from .checkpoint import clone_state, epoch_seed, rng_state, seed_everything, set_rng_state
+from .compiling import StepCompiler
 from .hooks import WorkerContext, hooks_from_env
 from .progress import post, worker_record
+from .heads import selects_head, validate
 from .selection import Selection, flat_metrics
 
 def config_from_dict(mapping: dict) -> Config:
@@ -51,6 +52,15 @@ def shard_indices(n: int, seed: int, epoch: int, rank: int, world_size: int) -> 
     return perm[rank::world_size]
 
 
+def loss_sampler(cfg: Config, dataset: Dataset, rank: int) -> NegativeSampler | None:
+    """The negative sampler of train.loss (``llm_emf.model.sampled_loss``), from the training target counts;
+    None where every domain trains with the full softmax."""
+    t = cfg.train
+    counts = target_counts(sequences_of(dataset.split("train")), dataset.n_x + dataset.n_y)
+    return negative_sampler(t.loss, dataset.n_x, dataset.n_y, counts, t.sampled_negatives, t.sampled_alpha,
+                            cfg.seed, rank)
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Config):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) \
         if cfg.train.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
@@ -60,10 +70,12 @@ def build_optimizer(model: torch.nn.Module, cfg: Config):
 
 
 def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cfg: Config, device,
-                desc: str = "train", before_batch=None) -> float:
+                desc: str = "train", before_batch=None, compiler: StepCompiler | None = None) -> float:
     """One pass over ``indices``; returns the mean loss per supervised position (this worker).
     ``before_batch(step)``, if given, is called before each batch is built (``step`` 1-based).
-    bf16 autocast is on when ``train.bf16`` asks for it and the device does bf16 natively (use_bf16)."""
+    bf16 autocast is on when ``train.bf16`` asks for it and the device does bf16 natively (use_bf16).
+    ``compiler`` (train.compile, compiling.py) runs each forward and backward, falling back to eager mode
+    if compiling fails."""
     model.train()
     bf16 = use_bf16(cfg.train.bf16, device)
     inner = model.module if hasattr(model, "module") else model
@@ -74,10 +86,13 @@ def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cf
             before_batch(step)
         rows = indices[start:start + cfg.train.batch_size]
         batch = inner.build_training_batch(train_seqs.take(rows)).to(device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            loss, n = model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        def forward_backward(batch=batch):
+            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                loss, n = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss, n
+        loss, n = compiler.run(forward_backward) if compiler is not None else forward_backward()
         optimizer.step()
         scheduler.step()
         total += float(loss.detach()) * int(n)
@@ -120,6 +135,9 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     features = load_features_for(cfg.model, dataset.items)
     trained = trained_items(dataset)
     model = build_model(cfg.model, dataset.n_x, dataset.n_y, features, trained)
+    # train.loss: the sampled softmax's candidate draws (None: full softmax in every domain); set on the model
+    # itself, before any wrapper, and kept here to reseed per epoch
+    negatives = model.negatives = loss_sampler(cfg, dataset, rank)
     # Both computed once; every checkpoint records them (serving/catalog.py serves the model on a grown catalog).
     recorded = {"features_fingerprint": features_fingerprint(features), "catalog": catalog_record(dataset, trained)}
     optimizer, scheduler = build_optimizer(model, cfg)
@@ -142,6 +160,8 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     model = session.prepare_model(model)
     inner = model.module if hasattr(model, "module") else model
     device = session.device
+    # train.compile: in place, once per worker process, after the move to its device (the state_dict keys stay)
+    compiler = StepCompiler(inner, device, cfg.train.compile)
 
     train_rows = dataset.split("train")
     train_seqs = sequences_of(train_rows)
@@ -154,29 +174,34 @@ def train_loop_per_worker(config: dict, session=None) -> None:
     epoch = start_epoch
     while not stopped:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))                  # dropout stream of this epoch
+        if negatives is not None:
+            negatives.set_epoch(epoch)                                        # and the sampled loss's draws
         indices = shard_indices(len(train_seqs.starts), cfg.seed, epoch, rank, world)
         started = time.perf_counter()
         before_batch = _batch_hooks(hooks, where, epoch + 1) if hooks else None
         loss = train_epoch(model, optimizer, scheduler, train_seqs, indices, cfg, device, desc=f"epoch {epoch + 1}",
-                           before_batch=before_batch)
+                           before_batch=before_batch, compiler=compiler)
         loss = _all_reduce_mean(loss, len(indices), world)
         train_s = time.perf_counter() - started
         epoch += 1
         metrics = {"epoch": epoch, "train_loss": loss, "world_size": world,
-                   "bf16": float(use_bf16(cfg.train.bf16, device))}   # as it ran: off where not native
+                   "bf16": float(use_bf16(cfg.train.bf16, device)),   # as it ran: off where not native
+                   "compiled": float(compiler.active)}                # as it ran: off after a fallback
         if rank == 0:
-            valid = evaluate(make_scorer(inner, cfg.train.eval_batch_size, device), dataset, "valid", cfg,
-                             protocols=PROTOCOLS, scorer_name=cfg.model.name)
+            valid, heads = validate(inner, dataset, cfg, device)   # model.head=select: picks a head per domain
             for domain in selection.update(epoch, valid.metrics):
                 best_states[domain] = clone_state(inner)
+                selection.best[domain]["head"] = heads[domain]
             metrics.update(flat_metrics(valid.metrics, "valid"))
             metrics["valid_mrr"] = float(np.nanmean([valid.metrics[cfg.train.select_protocol][d]["MRR"]
                                                      for d in valid.domains]))
             metrics["best_valid_mrr"] = selection.mean_best_mrr()
             metrics["stale_epochs"] = selection.stale_epochs
+            if selects_head(inner):
+                metrics.update({f"valid_head/{d}": float(h == "single") for d, h in heads.items()})
             history.append(metrics)
             line = epoch_line(metrics, valid.metrics[cfg.train.select_protocol], cfg, len(indices) * world,
-                              train_s, time.perf_counter() - started)
+                              train_s, time.perf_counter() - started, heads if selects_head(inner) else None)
             print(line, flush=True)
             post(reports, "epoch", line)              # the driver prints it too: a Ray job's log shows it
         stopped = _broadcast_flag(selection.should_stop or epoch >= cfg.train.epochs, world)
@@ -193,9 +218,11 @@ def _batch_hooks(hooks: list, where: WorkerContext, epoch: int):
     return before_batch
 
 
-def epoch_line(metrics: dict, valid: dict, cfg, n_sequences: int, train_s: float, total_s: float) -> str:
-    """One line per epoch, so a log without a terminal (ray job logs, CI) shows progress."""
-    mrr = ", ".join(f"{d} {m['MRR']:.4f}" for d, m in valid.items())
+def epoch_line(metrics: dict, valid: dict, cfg, n_sequences: int, train_s: float, total_s: float,
+               heads: dict | None = None) -> str:
+    """One line per epoch, so a log without a terminal (ray job logs, CI) shows progress; ``heads``: the head
+    each domain validated with under model.head=select."""
+    mrr = ", ".join(f"{d} {m['MRR']:.4f}" + (f" ({heads[d]} head)" if heads else "") for d, m in valid.items())
     return (f"epoch {metrics['epoch']}/{cfg.train.epochs}: train loss {metrics['train_loss']:.4f}; valid MRR "
             f"({cfg.train.select_protocol}) {mrr}; {total_s:.1f} s; {n_sequences / max(train_s, 1e-9):.0f} "
             f"training sequences/s")

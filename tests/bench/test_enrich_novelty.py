@@ -24,6 +24,7 @@ def test_copied_share_and_new_words_by_hand():
     assert novelty.item_novelty("Tea", None) == {"copied": None, "new_words": []}
 
 
+@pytest.mark.integration          # loads the sentence encoder: ~10 s on 2 cores
 def test_whole_script_on_a_small_table(tmp_path):
     titles = ["Lodge Cast Iron Skillet", "Organic Green Tea, 100 bags"]
     enrichments = ["Lodge Cast Iron Skillet", "Summary: a calming drink rich in antioxidants for mornings"]

@@ -18,7 +18,7 @@ from llm_emf.precision import native_bf16
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu" / "run.py"
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration    # the script runs as its own process (what it may import is checked)
 
 # Loaded at interpreter start through PYTHONPATH: Ray, vLLM and MLflow cannot be imported at all; open_clip and
 # the two packages only it needs are found only under the folder the script installs the wheels into.

@@ -146,8 +146,15 @@ def test_quoted_newline_is_one_field_and_later_lines_keep_their_numbers(log_file
     assert [(r["line"], r["content"]) for r in bad.rows] == [(6, "z,Toys,Ball")]   # physical line 6
 
 
-def test_unclosed_quote_names_the_lines_it_swallowed(log_files):
+def test_unclosed_quote_names_the_line_it_opened_on(log_files):
     (log_files / "log.csv").write_text(LOG.replace("u1,b,Food,200", 'u1,b,"Food,200'))
+    raises_at(log_cfg(log_files), log_files / "log.csv", 3, 'expected a closing quote (") for every quoted field',
+              "found a quoted field opened on line 3 still open at the end of the file (line 7)")
+
+
+def test_quote_closed_lines_later_names_the_lines_it_swallowed(log_files):
+    (log_files / "log.csv").write_text(LOG.replace("u1,b,Food,200", 'u1,b,"Food,200')
+                                       .replace("u2,b,Food,350", 'u2,b,Food,350"'))
     raises_at(log_cfg(log_files), log_files / "log.csv", 3, "expected 4 comma-separated fields",
               "found 3 in one record over lines 3-7 (an unclosed quote?)")
 

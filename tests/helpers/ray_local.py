@@ -1,9 +1,11 @@
-"""The suite's one way to start an in-process Ray: :func:`start_local_ray`, used by the ``local_ray`` fixture
-(tests/conftest.py), and :func:`free_agent_port`, applied to every Ray the test process starts.
+"""The suite's one in-process Ray: :func:`shared_local_ray`, behind the ``local_ray`` fixture (tests/conftest.py),
+started by the first module that asks for it and kept for the session (a Ray start is ~10 s on 2 cores); and
+:func:`free_agent_port`, applied to every Ray the test session starts.
 
 ``ray.init()`` picks free ports for everything but the dashboard agent's HTTP port, which Ray fixes at 52365:
-with another Ray on the machine the agent cannot bind it and the test's Ray has no job agent. The test process
-gives that port a free value too (Ray's RayParams has the field; ray.init() does not expose it).
+with another Ray on the machine the agent cannot bind it and the test's Ray has no job API. The test process
+gives that port a free value (llm_emf.ray_local.agent_port), and the commands it runs get
+``LLM_EMF_RAY_AGENT_PORT=0``, which ensure_ray honours for every local Ray a command starts.
 """
 
 from __future__ import annotations
@@ -11,28 +13,25 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .ports import free_port
+from llm_emf.ray_local import AGENT_PORT_ENV, agent_port
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 @contextlib.contextmanager
 def free_agent_port():
-    """While active, a Ray started in this process listens for its dashboard agent on a free port."""
-    from ray._private import parameter, ray_constants
-
-    original = parameter.RayParams.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        if self.dashboard_agent_listen_port == ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT:
-            self.dashboard_agent_listen_port = free_port()
-
-    parameter.RayParams.__init__ = init
+    """While active, a Ray started in this process, or by a command it runs, gives its dashboard agent a free
+    port (0: the agent binds any free one, so no other process can take it first)."""
+    before = os.environ.get(AGENT_PORT_ENV)
+    os.environ[AGENT_PORT_ENV] = "0"
     try:
-        yield
+        with agent_port(0):
+            yield
     finally:
-        parameter.RayParams.__init__ = original
+        if before is None:
+            os.environ.pop(AGENT_PORT_ENV, None)
+        else:
+            os.environ[AGENT_PORT_ENV] = before
 
 
 def start_local_ray(num_cpus: int = 2, env: dict[str, str] | None = None):
@@ -44,3 +43,49 @@ def start_local_ray(num_cpus: int = 2, env: dict[str, str] | None = None):
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**OFFLINE, **(env or {})}})
     return ray
+
+
+_shared = {"gcs": None}           # the GCS address of the session's Ray, once started
+
+
+def _gcs_address() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
+def shared_ray_is_up() -> bool:
+    return _shared["gcs"] is not None and _gcs_address() == _shared["gcs"]
+
+
+def shared_local_ray(env: dict[str, str] | None = None):
+    """The session's Ray (:func:`start_local_ray` with ``env``), started on first use and again after a test
+    shut it down. A Ray the library started by itself (``ensure_ray`` in a test without this fixture: another
+    size, no test environment) is shut down first."""
+    import ray
+
+    if shared_ray_is_up():
+        return ray
+    if ray.is_initialized():
+        ray.shutdown()
+    start_local_ray(env=env)
+    _shared["gcs"] = _gcs_address()
+    return ray
+
+
+def shutdown_unless_shared() -> None:
+    """Shut down a Ray this process is connected to, unless it is the session's."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized() and not shared_ray_is_up():
+        ray.shutdown()
+
+
+def shutdown_shared() -> None:
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and shared_ray_is_up():
+        ray.shutdown()
+    _shared["gcs"] = None

@@ -89,7 +89,7 @@ def test_network_forward_and_score_shapes(variant):
 
 def test_preference_network_states_shape():
     net = PreferenceNetwork(16, 2, 1, 6, 0.0, cross_attention=True)
-    H, (hx, hy) = net(torch.randn(N_X + N_Y, 16), training_batch(ragged(SEQS), N_X, 6))
+    H, (hx, hy), _ = net(torch.randn(N_X + N_Y, 16), training_batch(ragged(SEQS), N_X, 6))
     assert H.shape == hx.shape == hy.shape == (3, 6, 16)
 
 
@@ -182,7 +182,7 @@ def test_loss_matches_a_per_position_reference():
     loss, _ = model(batch)
     with torch.no_grad():
         vecs = model.fusion()
-        H, (hx, hy) = model.net(vecs, batch)
+        H, (hx, hy), _ = model.net(vecs, batch)
     expected = 0.0
     for d, h, (lo, hi) in ((0, hx, (0, N_X)), (1, hy, (N_X, N_X + N_Y))):
         spec, shared = [], []

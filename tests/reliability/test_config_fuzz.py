@@ -17,6 +17,8 @@ from llm_emf.config.checks import check_field_value
 from llm_emf.config.fields import all_keys, lookup_field
 from llm_emf.tuning.space import load_space
 
+from helpers.fuzz import examples
+
 pytestmark = pytest.mark.unit
 KEYS = all_keys(Config)
 SECTIONS = sorted({k.rsplit(".", 1)[0] for k in KEYS if "." in k})
@@ -75,7 +77,7 @@ def load_document(text: str, overrides=()) -> Config | None:
             return None
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(raw_documents, structured_documents))
 def test_any_yaml_document_loads_type_correct_or_raises_config_error(text):
     cfg = load_document(text)
@@ -90,7 +92,7 @@ overrides = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(overrides, max_size=3))
 def test_any_override_loads_type_correct_or_raises_config_error(texts):
     try:
@@ -135,7 +137,7 @@ space_documents = st.one_of(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=examples(250), deadline=None)
 @given(space_documents)
 def test_any_search_space_loads_checked_params_or_raises_config_error(text):
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from llm_emf.training import train
 
 from train_tiny_dataset import tiny_dataset, tiny_train_config
 
-pytestmark = pytest.mark.unit          # ~10 s: two short training subprocesses, no Ray
+pytestmark = pytest.mark.integration   # two short training subprocesses (the driver is killed), no Ray
 TESTS = Path(__file__).resolve().parents[1]
 
 # The same command each time; the kill is injected once per run folder (a marker file), so the first

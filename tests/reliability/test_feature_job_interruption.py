@@ -96,7 +96,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.unit
+@pytest.mark.integration          # a process SIGKILLed mid-job
 def test_hard_killed_job_resumes_from_its_part_files(tmp_path):
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):

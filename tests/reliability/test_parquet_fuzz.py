@@ -24,8 +24,10 @@ from llm_emf.data.schema import DataError, Dataset, DatasetMeta
 from llm_emf.data.tables import ItemRows, SequenceRows, items_table
 from llm_emf.data.textio import BadRows
 
+from helpers.fuzz import examples
+
 pytestmark = pytest.mark.unit
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DOMAINS = ("Food", "Kitchen")
 ITEMS = {"i1": "Food", "i2": "Food", "i3": "Kitchen", "i4": "Kitchen"}
 INT64_MAX = 2 ** 63 - 1

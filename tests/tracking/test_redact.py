@@ -42,6 +42,7 @@ def test_saved_config_and_flattened_config_hold_no_password(tmp_path):
     assert cfg.tracking.uri == SECRET_URI and resolve_tracking_uri(cfg) == SECRET_URI   # still used to connect
 
 
+@pytest.mark.integration          # a real MLflow store (sqlite, created with its migrations)
 def test_mlflow_params_tags_and_artifacts_hold_no_password(store_uri, tmp_path):
     cfg = load_config(overrides=[f"tracking.uri={SECRET_URI}", "tracking.experiment=redact"])
     with Tracker(cfg, "secret", uri=store_uri) as tr:

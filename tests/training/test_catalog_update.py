@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,19 +53,22 @@ def _grown(ds: Dataset) -> Dataset:
     return Dataset(items, pa.Table.from_pylist(seqs, schema=ds.sequences.schema), meta)
 
 
-@pytest.fixture
-def text_run(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    """One trained text run for the module's tests, which only read it (each grows the catalog in its own
+    tmp_path)."""
+    root = tmp_path_factory.mktemp("text_run")
     ds = tiny_dataset()
-    ds.write(tmp_path / "dataset")
+    ds.write(root / "dataset")
     vectors = np.random.default_rng(0).normal(size=(N_X + N_Y, E))
-    _write_features(tmp_path / "features.parquet", ds.items.column("item_id").to_pylist(), vectors)
-    code = main(["train", f"data.dataset={tmp_path / 'dataset'}", f"train.storage={tmp_path / 'runs'}",
-                 "train.run_name=text", "train.epochs=2", "train.batch_size=16", "model.hidden_size=16",
-                 "model.n_blocks=1", "model.max_len=8", "eval.n_negatives=5", "seed=3", "model.use_text=true",
-                 f"model.features={tmp_path / 'features.parquet'}"])
-    capsys.readouterr()
+    _write_features(root / "features.parquet", ds.items.column("item_id").to_pylist(), vectors)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={root / 'runs'}",
+                     "train.run_name=text", "train.epochs=2", "train.batch_size=16", "model.hidden_size=16",
+                     "model.n_blocks=1", "model.max_len=8", "eval.n_negatives=5", "seed=3", "model.use_text=true",
+                     f"model.features={root / 'features.parquet'}"])
     assert code == 0
-    return tmp_path / "runs/text", ds, vectors
+    return root / "runs/text", ds, vectors
 
 
 def _grow(tmp_path, ds, vectors, new_x, new_y):

@@ -1,28 +1,34 @@
 """`llm-emf train` and `llm-emf recommend` end to end on the tiny dataset."""
 
+import contextlib
+import io
 import json
+import re
 
 import pytest
 
 from llm_emf.cli.main import main
 from llm_emf.serving import load_models, recommend
 
-from train_tiny_dataset import N_X
+from train_tiny_dataset import N_X, tiny_dataset
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-def trained_run(tmp_path, dataset_dir, capsys):
-    storage = tmp_path / "runs"
-    code = main(["train", f"data.dataset={dataset_dir}", f"train.storage={storage}", "train.run_name=cli",
-                 "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
-                 "model.max_len=8", "eval.n_negatives=5", "seed=3"])
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny run for the module's tests, which only read it (train's own output is checked here)."""
+    root = tmp_path_factory.mktemp("train_cli")
+    tiny_dataset().write(root / "dataset")
+    storage = root / "runs"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={storage}", "train.run_name=cli",
+                     "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
+                     "model.max_len=8", "eval.n_negatives=5", "seed=3"])
+    out = printed.getvalue()
     assert code == 0
     assert "test split at each domain's best validation epoch" in out and "full" in out and "sampled" in out
     # one progress line per epoch, also without a terminal (captured here)
-    import re
     assert re.search(r"^epoch 1/1: train loss \d+\.\d{4}; valid MRR \(full\) Food 0\.\d{4}, Kitchen 0\.\d{4}; "
                      r"[\d.]+ s; \d+ training sequences/s$", out, re.M), out
     return storage / "cli"

@@ -48,7 +48,7 @@ def test_the_dashboard_answers_during_a_local_sweep(tmp_path):
         env.pop(name, None)
     cmd = [str(Path(sys.executable).parent / "llm-emf"), "tune", "--space", str(ROOT / "tune_spaces/attention.yaml"),
            f"data.dataset={dataset}", f"tune.storage={tmp_path / 'tune'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
-           "tune.num_samples=2", "tune.cpus_per_trial=1", "model.hidden_size=16", "train.epochs=4",
+           "tune.num_samples=2", "tune.cpus_per_trial=1", "model.hidden_size=16", "train.epochs=2",
            "train.batch_size=64", "eval.n_negatives=49", "eval.protocol=sampled", "train.select_protocol=sampled"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, env=env, cwd=tmp_path)

@@ -1,4 +1,5 @@
-"""Ray Tune sweeps on the bundled sample: 4 trials, ASHA stopping, MLflow parent/children, resume, bad files."""
+"""Ray Tune sweeps on the bundled sample: 4 trials, ASHA stopping, MLflow parent/children, resume (the CLI's
+errors that need no sweep: test_tune_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_emf.cli.main import main as cli_main
 from llm_emf.config import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,8 +42,8 @@ def test_four_trial_sweep_tracks_parent_and_children(sample_dataset, local_ray, 
     from llm_emf.tuning.sweep import run_sweep
 
     root = Path(__file__).resolve().parents[2]
-    res = run_sweep(_cfg(sample_dataset, tmp_path, root / "tune_spaces/attention.yaml", "tune.num_samples=4"),
-                    log=lambda *_: None)
+    res = run_sweep(_cfg(sample_dataset, tmp_path, root / "tune_spaces/attention.yaml", "tune.num_samples=4",
+                         "train.epochs=2"), log=lambda *_: None)
     assert res.n_trials == 4
     best = yaml.safe_load(Path(res.best_config_path).read_text())
     assert best["model"]["n_heads"] == res.best_params["model.n_heads"]
@@ -133,24 +133,3 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(sample_data
         assert per_trial[trial_id] == ["FINISHED"], f"finished trial {trial_id} was run again"
     assert len(per_trial[interrupted]) == 1, "the resumed trial opened a second MLflow run"
     assert per_trial[interrupted][0] in ("FINISHED", "KILLED")   # KILLED: ASHA stopped it after resuming
-
-
-@pytest.mark.unit
-def test_cli_reports_an_interrupted_sweep_with_exit_code_130(monkeypatch, capsys):
-    import llm_emf.tuning.sweep as sweep
-
-    def interrupted(cfg):
-        raise sweep.SweepInterrupted("sweep s interrupted with 1 of 3 trials finished; run the same command")
-    monkeypatch.setattr(sweep, "run_sweep", interrupted)
-    space = Path(__file__).resolve().parents[2] / "tune_spaces/optim.yaml"
-    assert cli_main(["tune", "--space", str(space)]) == 130
-    assert "interrupted with 1 of 3 trials finished" in capsys.readouterr().err
-
-
-@pytest.mark.unit
-def test_bad_space_file_is_a_clear_cli_error(tmp_path, capsys):
-    space = tmp_path / "bad.yaml"
-    space.write_text("model.n_head: {choice: [1, 2]}\n")
-    assert cli_main(["tune", "--space", str(space)]) == 2
-    err = capsys.readouterr().err
-    assert "bad.yaml" in err and "did you mean 'model.n_heads'" in err

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.ports import free_port
+from helpers.ray_cluster import RayCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,23 +22,17 @@ EXCLUDES = [".git", ".venv", "runs", "mlflow.db", "mlartifacts", "mlruns", ".pyt
             "**/__pycache__", "bench/results/raw"]
 
 
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
+    """A one-node Ray with token authentication and 2 CPUs (helpers.ray_cluster: every port a free one, the
+    dashboard agent's too; stopped by its own processes, never by `ray stop`, which would stop every Ray of
+    the user on the machine)."""
     tmp = tmp_path_factory.mktemp("head")
-    token = tmp / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    env.pop("RAY_ADDRESS", None)
-    gcs, dash = free_port(), free_port()
-    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}",
-                    "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
+    cluster = RayCluster(tmp, num_workers=0, head_cpus=2).start()
     try:
-        yield {"env": env, "address": f"http://127.0.0.1:{dash}", "tmp": tmp}
+        yield {"env": cluster.env, "address": cluster.address, "tmp": tmp}
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        cluster.stop()
 
 
 def _submit(head, storage: Path | str, mlflow_uri: str | None,
