@@ -218,12 +218,13 @@ def crossover(rows: list[dict], sizes: list[int], margin: float = 0.1) -> dict:
 
 def report(doc: dict) -> str:
     a = doc["args"]
+    loads = [x for r in doc["results"] for x in r["load_average_1min"]]
     lines = ["# Training cost against catalog size: full vs sampled softmax", "",
              f"Command: `{doc['command']}`", "",
-             f"Date {doc['date']}, commit {doc['commit']}; {doc['machine']['cpus']} CPUs "
+             f"Written {doc['date']}, commit {doc['commit']}; {doc['machine']['cpus']} CPUs "
              f"({doc['machine']['processor']}), {a['threads']} torch thread(s) per measurement, on a machine "
-             f"shared with other work: load average (1 min) {doc['load_average_1min'][0]:.1f} at the start, "
-             f"{doc['load_average_1min'][1]:.1f} at the end, per row below.", "",
+             f"shared with other work: load average (1 min) {min(loads):.1f} to {max(loads):.1f} over the "
+             "measurements (each row's before -> after below).", "",
              f"Synthetic catalogs (items per domain, two domains), Zipf item popularity, Food-Kitchen-shaped "
              f"sequences; ID-only LLM-EMF, q={a['hidden']}, batch {a['batch_size']}, "
              f"{'bf16' if a['bf16'] else 'fp32'}; sampled: {a['negatives']} uniform negatives per domain and "

@@ -34,8 +34,11 @@ import torch
 LOSSES = ("auto", "full", "sampled")
 MISSING = -1.0e4   # as llm_emf.model.llm_emf.MISSING: an item lacking a late-fusion modality gets no probability
 
-# train.loss=auto: full softmax up to this many items in a domain, sampled above. The crossover measured by
-# bench/train/catalog_scale.py (ID-only, q=64, batch 256, 2 CPU cores): see bench/results/catalog_scale.md.
+# train.loss=auto: the full softmax up to this many items in a domain, sampled above. bench/train/catalog_scale.py
+# (bench/results/catalog_scale.md; ID-only, q=64, batch 256, one CPU thread): sampled trains more sequences per
+# CPU second from ~10k items (1.2x), 2.7x at 30k, 7.4x at 100k, 15x at 300k, 31x at 3M. The threshold sits above
+# that speed crossover: up to 100k the full softmax costs at most ~7x per step, and it is the loss every quality
+# number was measured with (docs/method.md, Stage 3).
 SAMPLED_ABOVE = 100_000
 
 
