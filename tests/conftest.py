@@ -16,8 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # A local Ray started by the library (llm_emf.ray_local) skips its dashboard in tests: lighter and faster;
 # tests/tuning/test_dashboard.py turns it on for the one test that checks it.
 os.environ.setdefault("LLM_EMF_RAY_DASHBOARD", "0")
-# train.compile (on by default) would compile in every training test, minutes on 2 cores: torch.compile is off
-# for the suite, Ray workers and subprocesses included; tests/training/test_compile.py turns it on.
+# A test that trains with train.compile=true would compile for minutes on 2 cores: torch.compile is off for the
+# suite, Ray workers and subprocesses included; tests/training/test_compile.py turns it on.
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -34,9 +34,11 @@ class TrainConfig:
     use_gpu: bool = help_field(False, "(bool) one GPU per worker (NCCL); otherwise gloo on CPU")
     bf16: bool = help_field(False, "(bool) bf16 autocast for forward and loss where the device does "
                                   "bf16 natively (GPU, AVX-512/AMX CPU); elsewhere fp32 with a warning")
-    compile: bool = help_field(True, "(bool) the training step's sequence encoders through torch.compile "
+    compile: bool = help_field(False, "(bool) the training step's sequence encoders through torch.compile "
                                "(inductor; the first steps compile); eager mode with one warning where it cannot "
-                               "work (no C++ compiler or Triton, another device, a compile error)")
+                               "work (no C++ compiler or Triton, another device, a compile error)",
+                               measured="off by default: on a 2-core AVX-512 CPU a compiled step was 2-11% slower "
+                               "than an eager one, after 41-56 s of compiling (bench/results/train_ceiling.md)")
     max_failures: int = help_field(2, "(int) worker-group restarts from the latest checkpoint", min=0)
     run_name: str = help_field("", "(str) run name; reusing it resumes that run from its latest checkpoint")
     storage: str = help_field("runs/train", "(str) where Ray Train keeps checkpoints (local path, s3://, gs://)")

@@ -14,9 +14,16 @@ through the other graph than the uninterrupted run did, so its numbers would dif
 (Inductor sums long fp32 reductions in chunks of 4,096: batches on either side of B x L = 4,096 rows get a
 graph each, the same in every run.)
 
-Dropout: inductor's own random kernels (``fallback_random=False``) are fused with the surrounding ops; the
-same seed gives the same masks run after run, but not eager mode's masks, so compiled and eager training
-agree to float rounding only without dropout (tests/training/test_compile.py).
+Dropout: on CPU the masks come from aten's vectorised ``rand`` (inductor's ``fallback_random``): inductor's
+own CPU random numbers cost a scalar Philox evaluation per element, and the compiled encoders were slower with
+them. Either way the same seed gives the same masks run after run, but not eager mode's masks (the attention's
+dropout is drawn differently), so compiled and eager training agree to float rounding only without dropout
+(tests/training/test_compile.py).
+
+Measured (bench/results/train_ceiling.md, Food-Kitchen, 2-core AVX-512 CPU): a compiled step was 2-11% slower
+than an eager one in fp32 and bf16 (3% without dropout), after 41-56 s of compiling with an empty cache. The
+encoders are under a third of the step, and the full-softmax loss, most of the rest, is matmuls either way.
+Hence ``train.compile`` is off by default.
 
 State: the compiled function replaces the module's ``forward`` as an instance attribute; parameters,
 buffers and ``state_dict`` keys stay the module's own (no ``_orig_mod.`` prefix), so checkpoints are the same
@@ -40,7 +47,7 @@ import torch.nn as nn
 from llm_emf.model.layers import CausalEncoder, CrossDomainAttention
 
 COMPILED = (CausalEncoder, CrossDomainAttention)
-_compiled: dict[type, Callable] = {}       # class -> its compiled forward (shared by all instances)
+_compiled: dict[tuple[type, str], Callable] = {}   # (class, device type) -> its compiled forward (all instances)
 _warned: set[str] = set()
 
 
@@ -87,21 +94,23 @@ def outermost(model: nn.Module, classes: tuple[type, ...]) -> list[nn.Module]:
     return found
 
 
-def _compiled_forward(cls: type) -> Callable:
-    if cls not in _compiled:
-        _compiled[cls] = torch.compile(cls.forward)
-    return _compiled[cls]
+def _compiled_forward(cls: type, device_type: str) -> Callable:
+    if (cls, device_type) not in _compiled:
+        # CPU: aten's vectorised rand for dropout masks (module doc, Dropout)
+        options = {"fallback_random": True} if device_type == "cpu" else {}
+        _compiled[cls, device_type] = torch.compile(cls.forward, options=options)
+    return _compiled[cls, device_type]
 
 
 class _TrainingForward:
     """A module's ``forward`` while compiled: the compiled one in training mode with gradients on (the
     training step), the class's own otherwise (validation, scoring), so evaluation never waits for a compile."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, device_type: str):
         from torch._dynamo import maybe_mark_dynamic
 
         self.module = module
-        self.compiled = _compiled_forward(type(module))
+        self.compiled = _compiled_forward(type(module), device_type)
         self.eager = type(module).forward
         self.mark_dynamic = maybe_mark_dynamic
 
@@ -136,7 +145,7 @@ class StepCompiler:
             return
         self.modules = outermost(model, COMPILED)
         for m in self.modules:
-            m.forward = _TrainingForward(m)
+            m.forward = _TrainingForward(m, self.device.type)
 
     @property
     def active(self) -> bool:
