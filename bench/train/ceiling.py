@@ -22,9 +22,10 @@ and the bound is ``peak / (F_loss + F_blocks + F_items)`` sequences/s, with the 
 the training precision. Elementwise work (softmax, LayerNorm, dropout, Adam) is not in the bound; the profile
 shows it. torch.utils.flop_counter checks the formula on one real batch. Peak matmuls and training steps (the
 loop's own ``train_epoch`` over one batch) alternate in rounds so both see the same load; medians are reported.
-``train.compile`` applies as in the loop (``train.compile=false`` for an eager row): the untimed warm-up steps
-compile (the first batch's shape, then a symbolic batch size), and their time less as many timed steps is the
-row's compile time. The FLOP check runs eagerly (torch's flop counter does not see inside compiled code).
+``train.compile`` applies as in the loop (``train.compile=true`` for a compiled row): the untimed warm-up steps
+compile (one graph per encoder class and side of B x L = 4,096 rows, llm_emf/training/compiling.py; a batch of
+a side not yet seen compiles in a timed step, which the median absorbs), and their time less as many timed steps
+is the row's compile time. The FLOP check runs eagerly (torch's flop counter does not see inside compiled code).
 ``<out>.json`` keeps one run per ``--label`` (a rerun replaces it); ``<out>.md`` shows them all.
 """
 
