@@ -38,7 +38,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import command_line
+from bench.watch import available_gib, run_watched, status_kib
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
@@ -158,16 +158,6 @@ def dense_top_k(model, inputs, domain: int, k: int):
 
 # -- one measurement (child process) ------------------------------------------------------------------------
 
-def _status_kib(key: str, pid: int | str = "self") -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
 def measure(task: str, path: str, args) -> dict:
     import torch
 
@@ -180,7 +170,7 @@ def measure(task: str, path: str, args) -> dict:
     model, cfg = synthetic_model(args.items, args.hidden, args.max_len, args.seed)
     cfg.data.dataset = str(Path(args.scratch) / "dataset")
     cfg.eval.exclude_seen, cfg.eval.ties, cfg.train.eval_batch_size = True, "pessimistic", args.eval_batch_size
-    setup_kib = _status_kib("VmRSS")
+    setup_kib = status_kib("VmRSS")
     cpu0, t0 = time.process_time(), time.perf_counter()
     if task == "eval":
         if path == "dense":
@@ -212,27 +202,12 @@ def measure(task: str, path: str, args) -> dict:
         np.savez(Path(args.scratch) / f"{task}-{path}.npz", **{str(key): np.concatenate(v) for key, v in lists.items()})
         extra = {"lists": 2 * users.num_rows}
     return {"status": "ok", "seconds": seconds, "cpu_s": cpu, "setup_rss_mib": setup_kib / 1024,
-            "peak_rss_mib_self": _status_kib("VmHWM") / 1024,
+            "peak_rss_mib_self": status_kib("VmHWM") / 1024,
             "chunk_items": item_scores.chunk_size(args.eval_batch_size if task == "eval" else args.rec_batch_size,
                                                   args.items) if path == "chunked" else args.items, **extra}
 
 
 # -- the driver -----------------------------------------------------------------------------------------
-
-def _available_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / (1 << 20)
-    return float("inf")
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-
 
 def run_one(args, task: str, path: str, users: int, budget_mib: float | None, scratch: str) -> dict:
     """Measure in a child process, watching its memory and time; a stopped or failed child is recorded."""
@@ -242,32 +217,20 @@ def run_one(args, task: str, path: str, users: int, budget_mib: float | None, sc
            "--threads", str(args.threads), "--seed", str(args.seed), "--scratch", scratch] \
         + (["--budget-mib", str(budget_mib)] if budget_mib else [])
     load_before = os.getloadavg()
-    available = _available_gib()
+    available = available_gib()
     cap = min(args.max_rss_gib, available - 1.0)
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    peak, status, cpu = 0, None, 0.0
-    while proc.poll() is None:
-        peak = max(peak, _status_kib("VmHWM", proc.pid))
-        cpu = _cpu_s(proc.pid) or cpu
-        if _status_kib("VmRSS", proc.pid) > cap * (1 << 20):
-            status = f"stopped: out of memory (RSS > {cap:.1f} GiB cap)"
-        elif time.perf_counter() - started > args.time_limit:
-            status = f"stopped: over time (> {args.time_limit:g} s)"
-        if status:
-            proc.kill()
-            break
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    row = {"task": task, "path": path, "users": users, "budget_mib": budget_mib, "peak_rss_mib": peak / 1024,
+    child = run_watched(cmd, cap, args.time_limit, poll_s=0.1, cwd=REPO)
+    out, err, cpu = child.out, child.err, child.cpu_s
+    status = f"stopped: {child.stopped}" if child.stopped else None
+    row = {"task": task, "path": path, "users": users, "budget_mib": budget_mib, "peak_rss_mib": child.peak_kib / 1024,
            "rss_cap_gib": round(cap, 2), "available_gib_at_start": round(available, 2),
-           "wall_s_with_setup": time.perf_counter() - started,
+           "wall_s_with_setup": child.wall_s,
            "load_average_before": [round(x, 2) for x in load_before],
            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-    if status is None and (proc.returncode != 0 or not lines):
+    if status is None and (child.returncode != 0 or not lines):
         last = err.strip().splitlines()[-1] if err.strip() else ""
-        status = f"failed (exit {proc.returncode}: {last})"
+        status = f"failed (exit {child.returncode}: {last})"
     if status is None:
         row.update(lines[-1])
         row["peak_rss_mib"] = max(row["peak_rss_mib"], row.pop("peak_rss_mib_self"))

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import command_line
+from bench.watch import available_gib, run_watched, total_gib
 
 REPO = Path(__file__).resolve().parents[2]
 SWITCH = 0.3          # probability that the next item is in the other domain (Food-Kitchen-like interleaving)
@@ -121,36 +122,6 @@ def measure(size: int, loss: str, steps: int, warmup: int, batch_size: int, hidd
             "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def _rss_kib(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-
-
-def _total_gib() -> float:
-    return int(Path("/proc/meminfo").read_text().split()[1]) / (1 << 20)
-
-
-def _available_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / (1 << 20)
-    return float("inf")
-
-
 def run_one(args, size: int, loss: str) -> dict:
     """Measure in a child process, watching its memory and time; a stopped child is recorded, not raised.
 
@@ -161,24 +132,10 @@ def run_one(args, size: int, loss: str) -> dict:
            "--negatives", str(args.negatives), "--seed", str(args.seed), "--threads", str(args.threads)] \
         + (["--bf16"] if args.bf16 else [])
     load_before = os.getloadavg()[0]
-    available = _available_gib()
+    available = available_gib()
     cap = min(args.max_rss_gib, available - 1.0)
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    peak, status, cpu = 0, None, 0.0
-    while proc.poll() is None:
-        peak = max(peak, _rss_kib(proc.pid, "VmHWM"))
-        cpu = _cpu_s(proc.pid) or cpu
-        if _rss_kib(proc.pid, "VmRSS") > cap * (1 << 20):
-            status = f"out of memory (RSS > {cap:.1f} GiB cap)"
-        elif time.perf_counter() - started > args.time_limit:
-            status = f"over time (> {args.time_limit:g} s)"
-        if status:
-            proc.kill()
-            break
-        time.sleep(0.2)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
+    child = run_watched(cmd, cap, args.time_limit, poll_s=0.2, cwd=REPO)
+    out, err, cpu, status, wall, peak = child.out, child.err, child.cpu_s, child.stopped, child.wall_s, child.peak_kib
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     steps_done = [x for x in lines if "step" in x]
     row = {"size": size, "loss": loss, "warmup": args.warmup, "steps": args.steps, "time_limit_s": args.time_limit,
@@ -186,8 +143,8 @@ def run_one(args, size: int, loss: str) -> dict:
            "available_gib_at_start": available, "cpu_s_when_stopped": cpu if status else None,
            "load_average_1min": [load_before, os.getloadavg()[0]], "steps_done": len(steps_done),
            "step_s_seen": [x["s"] for x in steps_done], "step_cpu_s_seen": [x["cpu_s"] for x in steps_done]}
-    if status is None and proc.returncode != 0:
-        status = f"failed (exit {proc.returncode}: {err.strip().splitlines()[-1] if err.strip() else ''})"
+    if status is None and child.returncode != 0:
+        status = f"failed (exit {child.returncode}: {err.strip().splitlines()[-1] if err.strip() else ''})"
     if status is None:
         result = [x for x in lines if "status" in x][-1]
         row.update(result)
@@ -328,7 +285,7 @@ def main(argv=None) -> int:
                    "args": vars(args) | {"one": None},
                    "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                                "processor": platform.processor() or platform.machine(),
-                               "platform": platform.platform(), "memory_gib": _total_gib()},
+                               "platform": platform.platform(), "memory_gib": total_gib()},
                    "load_average_1min": [load_before, os.getloadavg()[0]], "results": results,
                    "crossover": crossover(results, sorted({r["size"] for r in results})), "note": args.note}
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)         # after every row: partial results
