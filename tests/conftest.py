@@ -57,6 +57,23 @@ def pytest_runtest_teardown(item):
     yield from _unit_tests_stay_in_process(item)
 
 
+@pytest.fixture(scope="session")
+def _unit_mlflow_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_track_into_tmp(request, monkeypatch):
+    """A unit test that trains through the CLI without naming a store would log to <cwd>/mlflow.db, the
+    checkout's; unit tests log to one store under pytest's tmp instead (a test checking the default resolution
+    deletes the variable itself). Module-scoped fixtures that train name their store (tracking.uri)."""
+    from helpers.markers import is_unit
+
+    if is_unit(request.node) and "MLFLOW_TRACKING_URI" not in os.environ:
+        store = request.getfixturevalue("_unit_mlflow_dir") / "mlflow.db"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES

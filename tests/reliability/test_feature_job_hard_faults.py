@@ -86,6 +86,7 @@ STALL_AFTER_PARTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cluster      # a Ray job killed mid-run
 @pytest.mark.slow
 def test_sigkilled_embed_job_resumes_with_only_the_remaining_items(local_ray, catalog, reference, tmp_path):
     output, marker = tmp_path / "out" / "features.parquet", tmp_path / "two-parts-written"
@@ -121,6 +122,7 @@ def test_sigkilled_embed_job_resumes_with_only_the_remaining_items(local_ray, ca
     assert_same_table(output, reference)
 
 
+@pytest.mark.cluster      # a Ray actor that dies
 @pytest.mark.slow
 def test_embed_job_survives_an_encoder_actor_that_dies(catalog, reference, tmp_path):
     output, marker = tmp_path / "out" / "features.parquet", tmp_path / "actor-crashed"

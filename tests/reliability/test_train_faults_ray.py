@@ -14,7 +14,7 @@ from llm_emf.training import train
 from faults import KillWorkerOnceAt
 from train_tiny_dataset import tiny_dataset, tiny_train_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]     # Ray processes killed
 
 
 def ray_config(folder: Path, **train_fields):

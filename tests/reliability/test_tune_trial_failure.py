@@ -7,7 +7,7 @@ import torch
 
 from llm_emf.config import load_config
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow,     # a Ray Tune trial that dies
               pytest.mark.skipif(torch.cuda.is_available(), reason="the failing trial asks for CUDA on a CPU host")]
 
 

@@ -18,6 +18,7 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     tiny_dataset().write(root / "dataset")
     assert main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={root / 'runs'}", "train.run_name=r",
+                 f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
                  "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
                  "model.max_len=8", "eval.n_negatives=5", "seed=3"]) == 0
     return root / "runs/r", root / "dataset"

@@ -65,6 +65,7 @@ def text_run(tmp_path_factory):
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={root / 'runs'}",
                      "train.run_name=text", "train.epochs=2", "train.batch_size=16", "model.hidden_size=16",
+                     f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
                      "model.n_blocks=1", "model.max_len=8", "eval.n_negatives=5", "seed=3", "model.use_text=true",
                      f"model.features={root / 'features.parquet'}"])
     assert code == 0

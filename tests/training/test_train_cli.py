@@ -23,6 +23,7 @@ def trained_run(tmp_path_factory):
     storage = root / "runs"
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         code = main(["train", f"data.dataset={root / 'dataset'}", f"train.storage={storage}", "train.run_name=cli",
+                     f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
                      "train.epochs=1", "train.batch_size=16", "model.hidden_size=16", "model.n_blocks=1",
                      "model.max_len=8", "eval.n_negatives=5", "seed=3"])
     out = printed.getvalue()

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.ray_cluster import RayCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]     # a submitted Ray job
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EXCLUDES = [".git", ".venv", "runs", "mlflow.db", "mlartifacts", "mlruns", ".pytest_cache", ".hypothesis",
