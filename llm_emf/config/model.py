@@ -42,6 +42,14 @@ class ModelConfig:
     mixed_weight: float = help_field(1.0, "(float) alpha, share of the mixed-sequence state in the combined state: "
                                      "h^D = alpha * H^{X+Y} + S^D (+ cross-attention)", min=0.0, max=100.0,
                                      measured="not yet measured")
+    id_tables: str = help_field("shared", "(str) item-ID tables: shared (one table read by the three encoders "
+                                "and scoring every state; the paper) or per_encoder (the mixed-sequence encoder and "
+                                "each domain's encoder read their own table; domain D's combined and single states "
+                                "score with D's table, the shared loss term's mixed state with the mixed encoder's; "
+                                "so with model.head=single a domain's encoder and table learn from its own sequences "
+                                "alone, as a separate SASRec's; text/image parts stay shared; needs "
+                                "model.name=llm_emf and model.use_id)", choices=("shared", "per_encoder"),
+                                measured="ablation, not yet measured")
     positions: str = help_field("relative", "(str) how attention knows order: relative (a learned bias per head "
                                 "and distance back from the query; the last item is the same slot for every "
                                 "length), right (learned position of each column, SASRec: the last column is "

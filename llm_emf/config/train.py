@@ -45,6 +45,13 @@ class TrainConfig:
     eval_batch_size: int = help_field(512, "(int) sequences per batch in validation/test", min=1)
     select_protocol: str = help_field("full", "(str) protocol whose validation MRR selects the best epoch per "
                                       "domain and drives early stopping", choices=PROTOCOLS)
+    # ablations (--help lists them under their own heading)
+    embedding_l2: float = help_field(0.0, "(float) L2 penalty on the item-ID rows a training batch reads (its "
+                                     "input items and targets, each row once; not the negatives, so it does not "
+                                     "depend on train.loss), as SASRec's l2_emb: loss += embedding_l2 * the sum of "
+                                     "their squared entries; with model.id_tables=per_encoder each table's rows its "
+                                     "encoder reads or scores; 0 is off; needs model.use_id",
+                                     min=0.0, max=100.0, measured="ablation, not yet measured")
 
 
 @dataclass

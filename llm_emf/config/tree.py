@@ -34,6 +34,12 @@ class Config:
             raise ConfigError(f"model.hidden_size ({m.hidden_size}) must be divisible by model.n_heads ({m.n_heads})")
         if not (m.use_id or m.use_text or m.use_image):
             raise ConfigError("model: at least one of use_id, use_text, use_image must be true")
+        if m.id_tables == "per_encoder" and (m.name != "llm_emf" or not m.use_id):
+            raise ConfigError(f"model.id_tables=per_encoder gives each of llm_emf's three encoders its own ID table; "
+                              f"it needs model.name=llm_emf and model.use_id=true, found model.name={m.name} and "
+                              f"model.use_id={str(m.use_id).lower()}")
+        if self.train.embedding_l2 > 0 and not m.use_id:
+            raise ConfigError("train.embedding_l2 penalises item-ID rows; it needs model.use_id=true")
         unknown = [s for s in self.pipeline.stages if s not in ALL_STAGES]
         if unknown:
             raise ConfigError(f"pipeline.stages: expected names from {list(ALL_STAGES)}, found {unknown}")

@@ -17,7 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llm_emf.config.model import ModelConfig
+from llm_emf.data.schema import in_domain
 
+from .batch import PAD
 from .features import ItemFeatures
 
 CONTENT = ("text", "image")
@@ -111,13 +113,19 @@ class ItemVectors(nn.Module):
     to fit an ID row to, so their ID part is ``model.unseen_id``: a shared learned vector per domain, zero,
     the domain's mean trained row, or the rows of the trained items whose content is most like theirs
     (``neighbor``); never their own randomly initialised row.
+
+    ``id_tables`` 3 (``model.id_tables=per_encoder``) adds ``id_domain``, one more full-size ID table per domain
+    (table 1 + D, read by domain D's encoder; ``id`` stays table 0, the mixed encoder's), and a learned
+    unseen-item vector per table. Full size keeps every table indexed by item_index (one rule for unseen items,
+    catalog remapping); a domain's table leaves the other domain's rows unused.
     """
 
     def __init__(self, n_x: int, n_y: int, cfg: ModelConfig, modalities: tuple[str, ...],
-                 features: ItemFeatures | None, trained: torch.Tensor | None = None):
+                 features: ItemFeatures | None, trained: torch.Tensor | None = None, id_tables: int = 1):
         super().__init__()
         self.modalities = modalities
         self.n_x, self.n_items = n_x, n_x + n_y
+        self.id_tables = id_tables if "id" in modalities else 0
         n_items = self.n_items
         self.unseen_id = resolve_unseen_id(cfg.unseen_id, modalities)
         if "id" in modalities:
@@ -129,7 +137,11 @@ class ItemVectors(nn.Module):
             self.has_unseen = not bool(mask.all())
             # Only when something uses it: DDP refuses a parameter that never gets a gradient.
             if self.unseen_id == "learned" and (self.has_unseen or cfg.id_dropout > 0):
-                self.unseen = nn.Parameter(torch.zeros(2, cfg.hidden_size))   # one per domain
+                # one per domain; (tables, 2, q) with several tables, still one key for serving (serving/run.py)
+                shape = (2, cfg.hidden_size) if id_tables == 1 else (id_tables, 2, cfg.hidden_size)
+                self.unseen = nn.Parameter(torch.zeros(shape))
+            if id_tables > 1:       # last, and only here: the default path's parameters and RNG draws stay as they were
+                self.id_domain = nn.ModuleList(nn.Embedding(n_items, cfg.hidden_size) for _ in range(id_tables - 1))
         self.adaptors = nn.ModuleDict()
         for name in CONTENT:
             if name not in modalities:
@@ -159,15 +171,19 @@ class ItemVectors(nn.Module):
             self.register_buffer("neighbor_index", index, persistent=False)    # (n_items, k)
             self.register_buffer("neighbor_weight", weight, persistent=False)  # (n_items, k); rows sum to 1 or 0
 
-    def id_rows(self, drop: torch.Tensor | None = None) -> torch.Tensor:
-        """(n_items, q) ID vectors: items never trained, and those in ``drop`` (ID dropout), get the
-        unseen-item vector of their domain instead of their own row.
+    def id_table(self, table: int = 0) -> nn.Embedding:
+        """ID table ``table``: 0 ``id`` (the only one unless model.id_tables=per_encoder), 1 + D domain D's."""
+        return self.id if table == 0 else self.id_domain[table - 1]
+
+    def id_rows(self, drop: torch.Tensor | None = None, table: int = 0) -> torch.Tensor:
+        """(n_items, q) ID vectors of ``table``: items never trained, and those in ``drop`` (ID dropout), get
+        the unseen-item vector of their domain instead of their own row.
 
         Only the unseen rows are computed and written (``index_put``), and the domain means are masked
         matmuls: this runs every training step, and whole-table gathers and boolean indexing made backward
         scatters over the entire ID table (a fifth of a Food-Kitchen step, bench/results/train_ceiling.md).
         """
-        w = self.id.weight
+        w = self.id_table(table).weight
         if drop is None and not self.has_unseen:
             return w
         unseen = ~self.id_trained if drop is None else ~self.id_trained | drop
@@ -176,7 +192,8 @@ class ItemVectors(nn.Module):
         if self.unseen_id == "zero":
             fill = torch.zeros(rows.numel(), w.shape[1], dtype=w.dtype, device=w.device)
         elif self.unseen_id == "learned":
-            fill = self.unseen.to(w.dtype)[in_y]                                  # (u, q)
+            unseen = self.unseen if self.unseen.dim() == 2 else self.unseen[table]
+            fill = unseen.to(w.dtype)[in_y]                                       # (u, q)
         else:
             known = (~unseen).to(w.dtype)
             sums = torch.stack([known[:self.n_x] @ w[:self.n_x], known[self.n_x:] @ w[self.n_x:]])   # (2, q)
@@ -187,6 +204,18 @@ class ItemVectors(nn.Module):
                 borrowed = (weight.unsqueeze(-1) * w[self.neighbor_index[rows]]).sum(1)   # (u, q)
                 fill = torch.where(weight.sum(1, keepdim=True) > 0, borrowed, fill)   # no content: the mean
         return w.index_put((rows,), fill)
+
+    def id_penalty(self, used: list[torch.Tensor]) -> torch.Tensor:
+        """train.embedding_l2's penalty: the sum of squared entries of the rows of table t whose items are in
+        ``used[t]`` (item indices, PAD allowed), each row once. A domain's own table (table 1 + D) counts only
+        its domain's rows: the only ones it has a use for."""
+        total = 0.0
+        for t, items in enumerate(used):
+            rows = torch.unique(items[items != PAD])
+            if t > 0:
+                rows = rows[in_domain(rows, self.n_x, t - 1)]
+            total = total + self.id_table(t).weight[rows].pow(2).sum()
+        return total
 
     def modality(self, name: str) -> torch.Tensor:
         """(n_items, q) vectors of one modality; zero rows for items that lack it."""
@@ -271,8 +300,10 @@ class EarlyFusion(nn.Module):
         self.weights = nn.ModuleDict({m: FusionWeight(given[m], cfg.learnable_weights)
                                       for m in CONTENT if m in vectors.modalities})
 
-    def forward(self) -> torch.Tensor:
-        out = 0.0
+    def forward(self) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """(n_items, q), or with several ID tables (model.id_tables=per_encoder) one such tensor per table:
+        each table's ID rows plus the same content terms (one ID dropout draw for all tables)."""
+        outs = [0.0]
         if "id" in self.vectors.modalities:
             drop = None
             learned = self.vectors.unseen_id == "learned"
@@ -280,10 +311,11 @@ class EarlyFusion(nn.Module):
                 drop = torch.rand(self.vectors.n_items, device=self.vectors.id.weight.device) < self.id_dropout
                 if not learned:
                     drop &= self.vectors.has_content()
-            out = self.vectors.id_rows(drop)
+            outs = [self.vectors.id_rows(drop, t) for t in range(self.vectors.id_tables)]
         for name, weight in self.weights.items():
             term = self.vectors.modality(name)
             if self.training and self.content_dropout > 0:
                 term = _drop_rows(term, self.content_dropout)
-            out = out + weight() * term
-        return out                                                      # (n_items, q)
+            scaled = weight() * term
+            outs = [out + scaled for out in outs]
+        return outs[0] if len(outs) == 1 else tuple(outs)              # each (n_items, q)

@@ -40,15 +40,17 @@ class PreferenceNetwork(nn.Module):
         self.cross = nn.ModuleList([CrossDomainAttention(d, n_heads, dropout) for _ in range(2)]) \
             if cross_attention else None
 
-    def forward(self, vectors: torch.Tensor, batch: MixedBatch
+    def forward(self, vectors: torch.Tensor | tuple[torch.Tensor, ...], batch: MixedBatch
                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        # vectors: (n_items, q). Returns H (B, L, q), [h^X, h^Y] and [S^X, S^Y] at mixed columns, each (B, L, q).
+        # vectors: (n_items, q), or (mixed, X, Y) one per encoder (model.id_tables=per_encoder).
+        # Returns H (B, L, q), [h^X, h^Y] and [S^X, S^Y] at mixed columns, each (B, L, q).
+        per_encoder = vectors if isinstance(vectors, tuple) else (vectors,) * 3
         mixed_valid = batch.items != PAD                                         # (B, L)
-        H = self.mixed(embed(vectors, batch.items), mixed_valid)                # (B, L, q)
+        H = self.mixed(embed(per_encoder[0], batch.items), mixed_valid)         # (B, L, q)
         combined, singles = [], []
         for d in (0, 1):
             seq = batch.seq[d]
-            S = self.single[d](embed(vectors, seq), seq != PAD)                 # (B, L, q)
+            S = self.single[d](embed(per_encoder[1 + d], seq), seq != PAD)      # (B, L, q)
             singles.append(gather_columns(S, batch.last[d]))                    # (B, L, q)
             if self.cross is not None:
                 S = S + self.cross[d](S, H, batch.time[d], mixed_valid)        # (B, L, q)

@@ -89,6 +89,10 @@ class SASRecPair(nn.Module):
             n = n + sel.sum()
         return loss, n
 
+    def embedding_penalty(self, batch: DomainBatch) -> torch.Tensor:
+        """train.embedding_l2's penalty (``ItemVectors.id_penalty``) on the ID rows the batch reads: inputs, targets."""
+        return self.vectors.id_penalty([torch.cat([t.flatten() for t in (*batch.inputs, *batch.targets)])])
+
     @torch.no_grad()
     def score(self, batch: DomainBatch, domain: int) -> torch.Tensor:
         vecs = self.fusion()

@@ -18,7 +18,9 @@ import torch
 from llm_emf.config import ConfigError
 from llm_emf.data.schema import Dataset
 
-ITEM_ROWS = "vectors.id.weight"        # the only state tensor indexed by item_index
+ITEM_ROWS = "vectors.id.weight"        # the ID table: every model with an ID part has it
+# every state tensor indexed by item_index: also the domain tables of model.id_tables=per_encoder
+ITEM_ROW_KEYS = (ITEM_ROWS, "vectors.id_domain.0.weight", "vectors.id_domain.1.weight")
 
 
 def catalog_record(dataset: Dataset, trained: np.ndarray) -> dict:
@@ -40,7 +42,7 @@ class CatalogMap:
         """A state dict whose item-indexed rows follow the new catalog (new items' rows are zero: unused)."""
         out = dict(state)
         for key, rows in state.items():
-            if key.endswith(ITEM_ROWS):
+            if key.endswith(ITEM_ROW_KEYS):
                 new = rows.new_zeros((len(self.trained), *rows.shape[1:]))
                 new[torch.from_numpy(self.new_of_old)] = rows
                 out[key] = new

@@ -79,6 +79,7 @@ def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cf
     model.train()
     bf16 = use_bf16(cfg.train.bf16, device)
     inner = model.module if hasattr(model, "module") else model
+    l2 = cfg.train.embedding_l2
     total, count = 0.0, 0
     starts = range(0, len(indices), cfg.train.batch_size)
     for step, start in enumerate(tqdm(starts, desc=desc, mininterval=10, disable=None, leave=False), 1):
@@ -89,6 +90,8 @@ def train_epoch(model, optimizer, scheduler, train_seqs, indices: np.ndarray, cf
         def forward_backward(batch=batch):
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 loss, n = model(batch)
+                if l2 > 0:      # train.embedding_l2 (an ablation); part of the reported training loss too
+                    loss = loss + l2 * inner.embedding_penalty(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             return loss, n
