@@ -60,7 +60,36 @@ def pair_summary(doc: dict, models: list[str], reference: str, ablations: list[s
     seeds = {v: sorted({r["seed"] for r in runs if r["variant"] == v}) for v in present}
     return {"dataset": doc.get("dataset"), "common_overrides": doc.get("common_overrides"), "seeds": seeds,
             "aggregate": {v: means[v] for v in means if v in {*models, reference, *ablations, base}},
+            "validation": validation_means(runs),
             "vs_reference": vs_reference, "vs_base": vs_base, "commands": doc.get("commands") or [doc.get("command")]}
+
+
+def validation_means(runs: list[dict]) -> dict:
+    """``{variant: {domain: mean best validation MRR over seeds}}``: the number that chose each run's epoch
+    (and head), so the one a default may be chosen on; the test split never decides anything."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for domain, best in (run.get("best") or {}).items():
+            values.setdefault(run["variant"], {}).setdefault(domain, []).append(best["valid_mrr"])
+    return {v: {d: sum(xs) / len(xs) for d, xs in ds.items()} for v, ds in values.items()}
+
+
+def validation_rows(pairs: dict[str, dict], variants: list[str], base: str) -> list[str]:
+    """Markdown rows: each variant's mean best validation MRR per pair and domain, and its relative
+    difference from ``base`` where both are there."""
+    rows = []
+    for variant in variants:
+        cells = []
+        for s in pairs.values():
+            valid = s.get("validation", {})
+            for domain in _domains(s):
+                value, ref = valid.get(variant, {}).get(domain), valid.get(base, {}).get(domain)
+                cell = "-" if value is None else f"{value:.4f}"
+                if value is not None and ref and variant != base:
+                    cell += f" ({value / ref - 1:+.1%})"
+                cells.append(cell)
+        rows.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _mean(agg: dict, variant: str, protocol: str, domain: str, metric: str) -> str:
@@ -128,6 +157,13 @@ def markdown(doc: dict) -> str:
                 cells = [format_cell(s["vs_base"].get(ablation, {}).get("full", {}).get(d, {}).get(metric))
                          for s in pairs.values() for d in _domains(s)]
                 lines.append(f"| {ablation} | " + " | ".join(cells) + " |")
+    variants = list(dict.fromkeys([doc["base"], ref, *models, *doc["ablations"]]))
+    lines += ["", "## Validation: what a default may be chosen on", "",
+              f"Best validation MRR (full ranking) per domain, mean over a variant's seeds, and its change from "
+              f"{doc['base']}: the number that picked each run's epoch and head.", "",
+              "| variant | " + " | ".join(f"{pair} {d}" for pair, s in pairs.items() for d in _domains(s)) + " |",
+              "|---|" + "---|" * sum(len(_domains(s)) for s in pairs.values()), *validation_rows(pairs, variants,
+                                                                                               doc["base"])]
     return "\n".join(lines) + "\n"
 
 

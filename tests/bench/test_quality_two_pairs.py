@@ -11,10 +11,10 @@ from bench.quality import two_pairs
 pytestmark = pytest.mark.unit
 
 
-def _run(variant: str, seed: int, ranks: dict[str, list[int]]) -> dict:
+def _run(variant: str, seed: int, ranks: dict[str, list[int]], valid: float = 0.1) -> dict:
     metrics = {"full": {d: {"MRR": sum(1 / r for r in rs) / len(rs), "NDCG@10": 0.0} for d, rs in ranks.items()}}
     return {"variant": variant, "seed": seed, "wall_s": 1.0, "test": {"metrics": metrics},
-            "ranks": {"full": ranks}}
+            "ranks": {"full": ranks}, "best": {d: {"epoch": 3, "valid_mrr": valid} for d in ranks}}
 
 
 def _pair(dataset: str, model_ranks: dict, ablation_ranks: dict) -> dict:
@@ -44,3 +44,19 @@ def test_gate_rows_say_where_a_model_is_below_sasrec_and_ablations_sit_side_by_s
     assert "| P2 | A | id_only |" in text and "**no**" in text
     assert "| id_only_alt |" in text                                             # one row, all pairs' columns
     assert doc["pairs"]["P1"]["vs_base"]["id_only_alt"]["full"]["A"]["NDCG@10"]["diff"] < 0
+
+
+def test_validation_table_gives_each_variants_mean_best_validation_mrr_and_its_change_from_the_base(tmp_path):
+    ranks = {"A": [1, 2], "B": [2, 2]}
+    doc = {"dataset": "d", "common_overrides": [], "commands": ["cmd"],
+           "runs": [_run("sasrec", 1, ranks, 0.08), _run("id_only", 1, ranks, 0.10), _run("id_only", 2, ranks, 0.12),
+                    _run("id_only_alt", 1, ranks, 0.121)]}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    two_pairs.main(["--out", str(tmp_path / "two"), "--pair", f"P={tmp_path / 'p.json'}", "--models", "id_only",
+                    "--ablations", "id_only_alt", "--bootstrap", "50"])
+    saved = json.loads((tmp_path / "two.json").read_text())["pairs"]["P"]["validation"]
+    assert saved["id_only"]["A"] == pytest.approx(0.11) and saved["sasrec"]["B"] == pytest.approx(0.08)
+    text = (tmp_path / "two.md").read_text()
+    assert "| id_only | 0.1100 | 0.1100 |" in text                  # the base: value only
+    assert "| id_only_alt | 0.1210 (+10.0%) | 0.1210 (+10.0%) |" in text
+    assert "| sasrec | 0.0800 (-27.3%) | 0.0800 (-27.3%) |" in text
