@@ -61,6 +61,18 @@ def keys(s3_server, uri: str) -> list[str]:
     return [k[len(prefix) + 1:] for k in s3_server.keys(bucket, prefix)]
 
 
+@pytest.fixture
+def ray_with_this_env():
+    """A Ray the library starts from this process's environment (the bucket's AWS_ENDPOINT_URL and keys), so
+    that its workers reach the bucket; the session's shared Ray, started earlier without them, is shut down
+    first (the next test that asks for it starts it again)."""
+    from helpers.ray_local import shutdown_shared, shutdown_unless_shared
+
+    shutdown_shared()
+    yield
+    shutdown_unless_shared()
+
+
 def bucket_config(tmp_path, s3_bucket, dataset: str, **train_kw):
     cfg = tiny_train_config(tmp_path, **train_kw)
     cfg.data.dataset, cfg.train.storage = dataset, f"{s3_bucket}/runs"
@@ -156,7 +168,7 @@ def test_checkpoint_folders_written_to_and_read_from_the_bucket(tmp_path, cwd, s
 
 
 def test_batch_recommendations_from_a_bucket_run_into_the_bucket(tmp_path, cwd, s3_bucket, s3_server,
-                                                                 bucket_dataset):
+                                                                 bucket_dataset, ray_with_this_env):
     import pyarrow.parquet as pq
     from llm_emf.serving.batch import recommend_all
 
@@ -200,7 +212,7 @@ def test_item_features_in_the_bucket_train_and_pin_the_model(tmp_path, cwd, s3_b
 
 @pytest.mark.slow
 def test_ray_train_worker_with_bucket_storage_reports_its_node(tmp_path, cwd, s3_bucket, s3_server, bucket_dataset,
-                                                               capsys, monkeypatch):
+                                                               capsys, monkeypatch, ray_with_this_env):
     import ray
     from mlflow import MlflowClient
 
